@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
+from fastapi.responses import JSONResponse
+
+from rag_service.api.deps import Paging, editor, get_ctx, reader
+from rag_service.context import ServiceContext
+from rag_service.errors import PayloadTooLarge, ValidationFailed
+from rag_service.services.common import Principal
+from rag_service.services.documents import DocumentService, parse_if_match
+
+router = APIRouter(tags=["documents"])
+
+MAX_METADATA_BYTES = 64 * 1024
+
+
+def _metadata(raw: str | None) -> dict[str, Any]:
+    if raw is None or raw.strip() == "":
+        return {}
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
+        raise ValidationFailed(f"metadata is larger than {MAX_METADATA_BYTES} bytes", field="metadata")
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValidationFailed(f"metadata is not valid JSON: {exc}", field="metadata") from None
+    if not isinstance(value, dict):
+        raise ValidationFailed("metadata must be a JSON object", field="metadata")
+    return value
+
+
+def _if_version(form_value: str | None, if_match: str | None) -> int | None:
+    if form_value is not None and form_value.strip() != "":
+        try:
+            return int(form_value)
+        except ValueError:
+            raise ValidationFailed("if_version must be an integer", field="if_version") from None
+    return parse_if_match(if_match)
+
+
+def _read_limited(file: UploadFile, limit: int) -> bytes:
+    chunks, total = [], 0
+    while True:
+        block = file.file.read(1024 * 1024)
+        if not block:
+            return b"".join(chunks)
+        total += len(block)
+        if total > limit:
+            raise PayloadTooLarge(f"the file is larger than the {limit // (1024 * 1024)} MB limit", limit_bytes=limit)
+        chunks.append(block)
+
+
+@router.post("/v1/indexes/{index_id}/documents", status_code=201)
+def upload_document(
+    index_id: str,
+    file: UploadFile = File(...),
+    name: str | None = Form(None),
+    metadata: str | None = Form(None),
+    if_version: str | None = Form(None),
+    if_match: str | None = Header(None),
+    p: Principal = Depends(editor),
+    ctx: ServiceContext = Depends(get_ctx),
+):
+    data = _read_limited(file, ctx.settings.max_upload_bytes)
+    view, created = DocumentService(ctx).upload(
+        p, index_id, data, file.filename or "", name, _metadata(metadata), _if_version(if_version, if_match)
+    )
+    from fastapi.encoders import jsonable_encoder
+
+    return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200, headers={"ETag": view["etag"]})
+
+
+@router.get("/v1/indexes/{index_id}/documents")
+def list_index_documents(index_id: str, paging: Paging = Depends(), include_deleted: bool = False,
+                         name_prefix: str | None = None, p: Principal = Depends(reader),
+                         ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).list(p, index_id, paging.page, paging.per_page, include_deleted, name_prefix)
+
+
+@router.get("/v1/indexes/{index_id}/documents/by-name/{name:path}/versions")
+def document_versions(index_id: str, name: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).versions(p, index_id, name)
+
+
+@router.get("/v1/indexes/{index_id}/documents/by-name/{name:path}")
+def document_by_name(index_id: str, name: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).get_by_name(p, index_id, name)
+
+
+@router.get("/v1/indexes/{index_id}/documents/{document_id}")
+def get_index_document(index_id: str, document_id: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).get(p, document_id, index_id)
+
+
+@router.get("/v1/indexes/{index_id}/documents/{document_id}/versions/{version}")
+def get_index_document_version(index_id: str, document_id: str, version: int, p: Principal = Depends(reader),
+                               ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).version(p, document_id, version, index_id)
+
+
+@router.delete("/v1/indexes/{index_id}/documents/{document_id}")
+def delete_index_document(index_id: str, document_id: str, hard: bool = Query(False), p: Principal = Depends(editor),
+                          ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).delete(p, document_id, hard, index_id)
+
+
+@router.post("/v1/indexes/{index_id}/documents/{document_id}/restore")
+def restore_index_document(index_id: str, document_id: str, p: Principal = Depends(editor),
+                           ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).restore(p, document_id, index_id)
+
+
+@router.get("/v1/documents")
+def list_documents(paging: Paging = Depends(), include_deleted: bool = False, name_prefix: str | None = None,
+                   p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).list(p, None, paging.page, paging.per_page, include_deleted, name_prefix)
+
+
+@router.get("/v1/documents/{document_id}")
+def get_document(document_id: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).get(p, document_id)
+
+
+@router.get("/v1/documents/{document_id}/versions/{version}")
+def get_document_version(document_id: str, version: int, p: Principal = Depends(reader),
+                         ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).version(p, document_id, version)
+
+
+@router.delete("/v1/documents/{document_id}")
+def delete_document(document_id: str, hard: bool = Query(False), p: Principal = Depends(editor),
+                    ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).delete(p, document_id, hard)
+
+
+@router.post("/v1/documents/{document_id}/restore")
+def restore_document(document_id: str, p: Principal = Depends(editor), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).restore(p, document_id)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag_service.api.deps import Paging, admin, get_ctx
+from rag_service.context import ServiceContext
+from rag_service.models import Project
+from rag_service.services.auth import AuthService, key_view
+from rag_service.services.common import Principal
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str
+    name: str | None = Field(None, max_length=200)
+
+
+@router.get("")
+def list_keys(paging: Paging = Depends(), p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return AuthService(ctx.db).list_keys(p, paging.page, paging.per_page)
+
+
+@router.post("", status_code=201)
+def create_key(body: KeyCreate, p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    with ctx.db.session() as s:
+        project = s.get(Project, p.project_id)
+    key, record = AuthService(ctx.db).create_key(project.name, body.role, body.name, by=p)
+    return {"key": key, **key_view(record)}
+
+
+@router.delete("/{key_id}")
+def revoke_key(key_id: str, p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return AuthService(ctx.db).revoke_key(p, key_id)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag_service.api.deps import data_boundary_header, get_ctx, reader
+from rag_service.context import ServiceContext
+from rag_service.services.common import Principal
+from rag_service.services.search import SearchParams
+
+router = APIRouter(tags=["search"])
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(max_length=4000)
+    top_k: int = Field(10, ge=1, le=100)
+    result_type: str = "chunk"
+    mode: str = "hybrid"
+    filters: dict[str, Any] | None = None
+    min_score: float | None = None
+    as_of_version: int | None = None
+    include_history: bool = False
+    data_boundary: str | None = None
+    account_id: str | None = None
+    index_ids: list[str] | None = Field(None, max_length=100)
+    rerank: bool = False
+    explain: bool = True
+
+
+def _params(body: SearchBody, header_boundary: str | None) -> SearchParams:
+    data = body.model_dump()
+    data["data_boundary"] = body.data_boundary or header_boundary
+    return SearchParams(**data)
+
+
+def _search(request: Request, body: SearchBody, p: Principal, ctx: ServiceContext, header: str | None,
+            index_id: str | None) -> dict[str, Any]:
+    return request.app.state.search_service(ctx).search(p, _params(body, header), path_index=index_id)
+
+
+@router.post("/v1/search")
+def search_all(request: Request, body: SearchBody, header: str | None = Depends(data_boundary_header),
+               p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return _search(request, body, p, ctx, header, None)
+
+
+@router.post("/v1/indexes/{index_id}/search")
+def search_index(index_id: str, request: Request, body: SearchBody,
+                 header: str | None = Depends(data_boundary_header), p: Principal = Depends(reader),
+                 ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return _search(request, body, p, ctx, header, index_id)

@@ -1,0 +1,61 @@
+"""The FastAPI app: settings and stores are built once in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from rag_service.api import documents, indexes, keys, search
+from rag_service.api.errors import error_response, install_error_handlers
+from rag_service.config import Settings
+from rag_service.context import ServiceContext, build_context
+from rag_service.services.auth import AuthService
+from rag_service.services.search import Reranker, SearchService
+
+log = logging.getLogger("rag_service")
+
+
+def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
+    settings = settings or (ctx.settings if ctx else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        context = ctx or build_context(settings)
+        app.state.ctx = context
+        reranker = Reranker(settings.rerank_model)
+        app.state.search_service = lambda c: SearchService(c, reranker)
+        if settings.bootstrap_key:
+            AuthService(context.db).ensure_bootstrap_key(settings.bootstrap_key)
+        try:
+            yield
+        finally:
+            if ctx is None:
+                context.vectors.close()
+                context.db.dispose()
+
+    app = FastAPI(title="RAG service", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id_and_size(request: Request, call_next):
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        length = request.headers.get("content-length")
+        # Refuse an oversized body before reading any of it (multipart adds a little overhead).
+        if length and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
+            return error_response("payload_too_large", f"request body is larger than the {settings.max_upload_mb} MB limit",
+                                  request=request, limit_bytes=settings.max_upload_bytes)
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    for router in (indexes.router, documents.router, search.router, keys.router):
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True}
+
+    return app

@@ -1,0 +1,58 @@
+"""One Settings object, built once in the app's lifespan and injected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    # Empty means SQLite at data_dir/rag.db.
+    database_url: str = ""
+    # Empty means the embedded engine (qdrant-edge-py) under data_dir/qdrant.
+    qdrant_url: str = ""
+    qdrant_api_key: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    bootstrap_key: str | None = None
+
+    default_embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    # bf16 is ~2.4x faster on CPU at cosine >= 0.998 to fp32 (see benchmarks/).
+    embedding_precision: Literal["fp32", "bf16"] = "fp32"
+    embedding_batch_size: int = 32
+    embedding_device: str = "cpu"
+    rerank_model: str | None = None
+
+    max_upload_mb: int = 50
+    default_chunk_max_characters: int = 1000
+    default_chunk_overlap: int = 0
+    parse_timeout_s: float = 60.0
+
+    # BM25 document weights are computed with the index's mean chunk length;
+    # when the true mean drifts further than this from the one used, the
+    # lexical vectors of the index are re-encoded.
+    bm25_avg_len_tolerance: float = 0.1
+
+    # Hybrid fusion: reciprocal rank fusion constant and candidate pool.
+    rrf_k: int = 60
+    prefetch_multiplier: int = 4
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "rag.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024

@@ -1,0 +1,48 @@
+"""The objects one running service shares, built once from Settings in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag_service.config import Settings
+from rag_service.db import Database
+from rag_service.stores.embedder import CachedEmbedding, EmbedderRegistry
+from rag_service.stores.vector import VectorStore
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    db: Database
+    vectors: VectorStore
+    embedders: EmbedderRegistry
+    embedding: CachedEmbedding
+
+
+def build_vector_store(settings: Settings) -> VectorStore:
+    if settings.qdrant_url:
+        from rag_service.stores.qdrant_server import QdrantServerVectorStore
+
+        return QdrantServerVectorStore(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+    from rag_service.stores.edge import EdgeVectorStore
+
+    return EdgeVectorStore(Path(settings.data_dir) / "qdrant")
+
+
+def build_context(
+    settings: Settings, vectors: VectorStore | None = None, embedders: EmbedderRegistry | None = None
+) -> ServiceContext:
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    db.create_schema()
+    embedders = embedders or EmbedderRegistry(
+        precision=settings.embedding_precision, device=settings.embedding_device, batch_size=settings.embedding_batch_size
+    )
+    return ServiceContext(
+        settings=settings,
+        db=db,
+        vectors=vectors or build_vector_store(settings),
+        embedders=embedders,
+        embedding=CachedEmbedding(db, embedders),
+    )

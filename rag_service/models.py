@@ -1,0 +1,141 @@
+"""SQL tables: the source of truth. Qdrant only indexes what is here."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Project(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    account_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True)
+    # sha256 of the key: the key itself is shown once and never stored.
+    key_hash: str = Field(index=True, unique=True)
+    prefix: str
+    role: str
+    name: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class Index(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True)
+    name: str
+    description: str = ""
+    privacy_tier: str = "private"
+    embedding_model: str
+    embedding_dim: int
+    chunk_max_characters: int
+    chunk_overlap: int
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    # Mean chunk length (tokens) the stored lexical vectors were encoded with.
+    bm25_avg_len: float = 0.0
+    collection: str
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Document(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("index_id", "name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", index=True)
+    index_id: str = Field(foreign_key="index.id", index=True)
+    name: str
+    # Highest version number handed out; the compare-and-swap target.
+    latest_version: int = 0
+    # Highest version that is ready: the only one search may serve.
+    current_version: int | None = None
+    deleted_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DocumentVersion(SQLModel, table=True):
+    __tablename__ = "document_version"
+    __table_args__ = (UniqueConstraint("document_id", "version"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    document_id: str = Field(foreign_key="document.id", index=True)
+    version: int
+    content_hash: str
+    size_bytes: int
+    media_type: str
+    filename: str
+    doc_metadata: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+    status: str = "pending"
+    error: str | None = None
+    chunk_count: int = 0
+    text: str = ""
+    created_by_key_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    ready_at: datetime | None = None
+
+
+class Chunk(SQLModel, table=True):
+    id: str = Field(primary_key=True)  # the deterministic vector point id
+    version_id: str = Field(foreign_key="document_version.id", index=True)
+    document_id: str = Field(index=True)
+    index_id: str = Field(index=True)
+    version: int
+    ordinal: int
+    text: str
+    content_hash: str
+    token_count: int = 0
+    page: int | None = None
+    element_type: str | None = None
+    section: str | None = None
+
+
+class EmbeddingCache(SQLModel, table=True):
+    """Embeddings by (model, chunk content hash): unchanged text is never re-embedded."""
+
+    __tablename__ = "embedding_cache"
+
+    model: str = Field(primary_key=True)
+    content_hash: str = Field(primary_key=True)
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Evidence(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    project_id: str = Field(index=True)
+    kind: str = "search"
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(index=True)
+    key_id: str | None = None
+    action: str = Field(index=True)
+    target_type: str | None = None
+    target_id: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, index=True)

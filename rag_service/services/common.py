@@ -1,0 +1,42 @@
+"""Small helpers shared by the services: principals, paging, audit records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from rag_service.models import AuditLog
+
+ROLES = ("reader", "editor", "admin")
+PRIVACY_TIERS = ("public", "mesh_safe", "private", "personal")
+
+
+@dataclass(frozen=True)
+class Principal:
+    project_id: str
+    key_id: str | None
+    role: str
+
+    def can(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "page": page, "per_page": per_page}
+
+
+def audit(session: Session, principal: Principal | None, action: str, target_type: str | None = None,
+          target_id: str | None = None, project_id: str | None = None, **detail: Any) -> None:
+    """Append one audit row in the caller's transaction (so it commits with the write)."""
+    session.add(
+        AuditLog(
+            project_id=project_id or (principal.project_id if principal else ""),
+            key_id=principal.key_id if principal else None,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            detail=detail,
+        )
+    )

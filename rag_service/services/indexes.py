@@ -1,0 +1,167 @@
+"""Indexes: one Qdrant collection each, reached through the alias idx_<id>."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import delete, select
+
+from rag_service.context import ServiceContext
+from rag_service.errors import Conflict, NotFound, ValidationFailed
+from rag_service.models import Chunk, Document, DocumentVersion, Index, new_id, utcnow
+from rag_service.services.common import PRIVACY_TIERS, Principal, audit, page_of
+
+MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b"}
+
+
+def index_view(index: Index, document_count: int) -> dict[str, Any]:
+    return {
+        "id": index.id,
+        "name": index.name,
+        "description": index.description,
+        "privacy_tier": index.privacy_tier,
+        "embedding_model": index.embedding_model,
+        "embedding_dim": index.embedding_dim,
+        "chunking": {"max_characters": index.chunk_max_characters, "overlap": index.chunk_overlap},
+        "bm25": {"k1": index.bm25_k1, "b": index.bm25_b, "avg_len": index.bm25_avg_len},
+        "collection_alias": index.collection,
+        "document_count": document_count,
+        "created_at": index.created_at,
+        "updated_at": index.updated_at,
+    }
+
+
+class IndexService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def _validate(self, fields: dict[str, Any]) -> None:
+        tier = fields.get("privacy_tier")
+        if tier is not None and tier not in PRIVACY_TIERS:
+            raise ValidationFailed(f"privacy_tier must be one of {', '.join(PRIVACY_TIERS)}", field="privacy_tier")
+        name = fields.get("name")
+        if name is not None and (not str(name).strip() or len(name) > 200):
+            raise ValidationFailed("name must be 1-200 characters", field="name")
+        for key, lo, hi in (("bm25_k1", 0.0, 10.0), ("bm25_b", 0.0, 1.0)):
+            if key in fields and fields[key] is not None and not lo <= float(fields[key]) <= hi:
+                raise ValidationFailed(f"{key} must be between {lo} and {hi}", field=key)
+
+    def get_owned(self, principal: Principal, index_id: str) -> Index:
+        with self.ctx.db.session() as s:
+            index = s.get(Index, index_id)
+        if index is None or index.project_id != principal.project_id:
+            raise NotFound("index not found", index_id=index_id)
+        return index
+
+    def _document_counts(self, index_ids: list[str]) -> dict[str, int]:
+        if not index_ids:
+            return {}
+        with self.ctx.db.session() as s:
+            rows = s.exec(
+                select(Document.index_id, func.count(Document.id))
+                .where(Document.index_id.in_(index_ids), Document.deleted_at.is_(None))
+                .group_by(Document.index_id)
+            ).all()
+        return {i: n for i, n in rows}
+
+    def view(self, index: Index) -> dict[str, Any]:
+        return index_view(index, self._document_counts([index.id]).get(index.id, 0))
+
+    def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        self._validate(body)
+        settings = self.ctx.settings
+        model = body.get("embedding_model") or settings.default_embedding_model
+        max_chars = int(body.get("chunk_max_characters") or settings.default_chunk_max_characters)
+        overlap = int(body.get("chunk_overlap") if body.get("chunk_overlap") is not None else settings.default_chunk_overlap)
+        if not 50 <= max_chars <= 20000:
+            raise ValidationFailed("chunk_max_characters must be between 50 and 20000", field="chunk_max_characters")
+        if not 0 <= overlap < max_chars:
+            raise ValidationFailed("chunk_overlap must be >= 0 and below chunk_max_characters", field="chunk_overlap")
+        try:
+            dim = self.ctx.embedders.get(model).dimension
+        except Exception as exc:
+            raise ValidationFailed(
+                f"embedding model {model!r} could not be loaded (no downloads at run time): {exc}",
+                field="embedding_model",
+            ) from None
+        index_id = new_id()
+        index = Index(
+            id=index_id,
+            project_id=principal.project_id,
+            name=body["name"].strip(),
+            description=body.get("description") or "",
+            privacy_tier=body.get("privacy_tier") or "private",
+            embedding_model=model,
+            embedding_dim=dim,
+            chunk_max_characters=max_chars,
+            chunk_overlap=overlap,
+            bm25_k1=float(body.get("bm25_k1") or 1.2),
+            bm25_b=float(body.get("bm25_b") if body.get("bm25_b") is not None else 0.75),
+            collection=f"idx_{index_id}",
+        )
+        with self.ctx.db.session() as s:
+            if s.exec(select(Index.id).where(Index.project_id == principal.project_id, Index.name == index.name)).first():
+                raise Conflict(f"an index named {index.name!r} already exists", field="name")
+        self.ctx.vectors.ensure_collection(index.collection, dim)
+        try:
+            with self.ctx.db.session() as s:
+                s.add(index)
+                audit(s, principal, "index.create", "index", index.id, name=index.name)
+                s.commit()
+        except IntegrityError:
+            self.ctx.vectors.drop_collection(index.collection)
+            raise Conflict(f"an index named {index.name!r} already exists", field="name") from None
+        return index_view(index, 0)
+
+    def list(self, principal: Principal, page: int, per_page: int) -> dict[str, Any]:
+        with self.ctx.db.session() as s:
+            base = select(Index).where(Index.project_id == principal.project_id)
+            total = s.exec(select(func.count()).select_from(base.subquery())).one()
+            rows = s.exec(base.order_by(Index.created_at, Index.id).offset((page - 1) * per_page).limit(per_page)).all()
+        counts = self._document_counts([r.id for r in rows])
+        return page_of([index_view(r, counts.get(r.id, 0)) for r in rows], total, page, per_page)
+
+    def get(self, principal: Principal, index_id: str) -> dict[str, Any]:
+        return self.view(self.get_owned(principal, index_id))
+
+    def update(self, principal: Principal, index_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(body) - MUTABLE_FIELDS
+        if unknown:
+            raise ValidationFailed(
+                f"cannot change {', '.join(sorted(unknown))}; changeable: {', '.join(sorted(MUTABLE_FIELDS))}",
+                fields=sorted(unknown),
+            )
+        self._validate(body)
+        self.get_owned(principal, index_id)
+        with self.ctx.db.session() as s:
+            index = s.get(Index, index_id)
+            for key, value in body.items():
+                if value is not None:
+                    setattr(index, key, value.strip() if key == "name" else value)
+            index.updated_at = utcnow()
+            s.add(index)
+            audit(s, principal, "index.update", "index", index_id, changes=body)
+            try:
+                s.commit()
+            except IntegrityError:
+                raise Conflict(f"an index named {body.get('name')!r} already exists", field="name") from None
+        if {"bm25_k1", "bm25_b"} & set(body):
+            from rag_service.services.ingestion import IngestionService
+
+            IngestionService(self.ctx).reencode_lexical(index_id)
+        return self.view(self.get_owned(principal, index_id))
+
+    def delete(self, principal: Principal, index_id: str) -> None:
+        index = self.get_owned(principal, index_id)
+        with self.ctx.db.session() as s:
+            version_ids = select(DocumentVersion.id).join(Document).where(Document.index_id == index_id)
+            s.exec(delete(Chunk).where(Chunk.index_id == index_id))
+            s.exec(delete(DocumentVersion).where(DocumentVersion.id.in_(version_ids)))
+            s.exec(delete(Document).where(Document.index_id == index_id))
+            s.exec(delete(Index).where(Index.id == index_id))
+            audit(s, principal, "index.delete", "index", index_id, name=index.name)
+            s.commit()
+        # SQL first: once the rows are gone nothing can be served from the collection.
+        self.ctx.vectors.drop_collection(index.collection)

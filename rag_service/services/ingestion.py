@@ -1,0 +1,254 @@
+"""Ingestion: prepare (parse + chunk), then index a version (embed, encode BM25,
+upsert with live=0, promote in SQL, flip live flags). Every Qdrant write is
+idempotent (deterministic point ids), so a crashed ingestion can simply re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, update
+from sqlmodel import select
+
+from pipelines.chunk import chunk_elements
+from pipelines.lexical import Bm25Params, document_vector, tokenize
+from pipelines.parse import ParseFailure, UnsupportedFormat, media_type_for, parse_document
+from pipelines.types import ChunkDraft
+from rag_service.context import ServiceContext
+from rag_service.errors import CorruptDocument, EmptyDocument, RetrievalUnavailable, UnsupportedMediaType
+from rag_service.models import Chunk, Document, DocumentVersion, Index, utcnow
+from rag_service.stores.vector import Filter, Match, StoreUnavailable, VectorPoint
+
+log = logging.getLogger(__name__)
+POINT_NAMESPACE = uuid.UUID("6f1d8a0e-3c55-4a8e-9a57-2b1f0c9d7e41")
+
+
+def point_id(index_id: str, document_id: str, version: int, ordinal: int) -> str:
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{index_id}/{document_id}/{version}/{ordinal}"))
+
+
+@dataclass
+class PreparedUpload:
+    filename: str
+    media_type: str
+    content_hash: str
+    size: int
+    text: str
+    chunks: list[ChunkDraft]
+    tokens: list[list[str]]
+
+
+def prepare_upload(data: bytes, filename: str, max_characters: int, overlap: int) -> PreparedUpload:
+    """Parse and chunk; raise a domain error for anything that must not become a version."""
+    try:
+        media_type = media_type_for(filename)
+    except UnsupportedFormat as exc:
+        raise UnsupportedMediaType(str(exc), filename=filename) from None
+    if not data:
+        raise EmptyDocument("the file is empty", filename=filename)
+    try:
+        parsed, raw = parse_document(data, filename, media_type)
+    except ParseFailure as exc:
+        raise CorruptDocument(str(exc), filename=filename, media_type=media_type) from None
+    chunks = chunk_elements(raw, max_characters, overlap)
+    if not chunks:
+        raise EmptyDocument("no text could be extracted from the file", filename=filename, media_type=media_type)
+    return PreparedUpload(
+        filename=filename,
+        media_type=media_type,
+        content_hash=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        text=parsed.text,
+        chunks=chunks,
+        tokens=[tokenize(c.text) for c in chunks],
+    )
+
+
+def _field_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "keyword"
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "keyword"
+    return None
+
+
+class IngestionService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # -- indexing ------------------------------------------------------------
+    def index_version(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk]) -> None:
+        """Embed and upsert a version's chunks, then make it the served version.
+
+        On failure the version is marked failed and the previous version keeps serving.
+        """
+        try:
+            self._write_points(index, document, version, chunks)
+        except Exception as exc:
+            self._mark_failed(version.id, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, StoreUnavailable):
+                raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
+            raise
+        self.promote(index, document.id, version.id, version.version)
+
+    def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk]) -> None:
+        vectors, _ = self.ctx.embedding.embed(index.embedding_model, [c.text for c in chunks], [c.content_hash for c in chunks])
+        params = self._bm25_params(index, [c.token_count for c in chunks])
+        metadata = version.doc_metadata or {}
+        self._ensure_metadata_indexes(index, metadata)
+        points = [
+            VectorPoint(
+                id=c.id,
+                dense=vec.tolist(),
+                sparse=document_vector(tokenize(c.text), params),
+                payload={
+                    "index_id": index.id,
+                    "document_id": document.id,
+                    "version": version.version,
+                    "ordinal": c.ordinal,
+                    "name": document.name,
+                    "live": 0,
+                    "meta": metadata,
+                },
+            )
+            for c, vec in zip(chunks, vectors)
+        ]
+        for start in range(0, len(points), 256):
+            self.ctx.vectors.upsert(index.collection, points[start : start + 256])
+
+    _known_field_indexes: set[tuple[str, str]] = set()
+
+    def _ensure_metadata_indexes(self, index: Index, metadata: dict[str, Any]) -> None:
+        # Payload indexes on provenance keys let Qdrant filter inside the HNSW/sparse search.
+        for key, value in metadata.items():
+            kind = _field_kind(value)
+            marker = (index.collection, f"meta.{key}")
+            if kind and marker not in self._known_field_indexes:
+                try:
+                    self.ctx.vectors.ensure_field_index(index.collection, f"meta.{key}", kind)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:  # a key first seen as another type: filtering still works unindexed
+                    log.info("payload index on meta.%s not created: %s", key, exc)
+                self._known_field_indexes.add(marker)
+
+    def _bm25_params(self, index: Index, new_lengths: list[int]) -> Bm25Params:
+        if index.bm25_avg_len <= 0:
+            avg = max(sum(new_lengths) / max(len(new_lengths), 1), 1.0)
+            with self.ctx.db.session() as s:
+                s.exec(update(Index).where(Index.id == index.id, Index.bm25_avg_len <= 0).values(bm25_avg_len=avg))
+                s.commit()
+                index.bm25_avg_len = s.get(Index, index.id).bm25_avg_len
+        return Bm25Params(k1=index.bm25_k1, b=index.bm25_b, avg_len=index.bm25_avg_len)
+
+    def _mark_failed(self, version_id: str, error: str) -> None:
+        with self.ctx.db.session() as s:
+            s.exec(update(DocumentVersion).where(DocumentVersion.id == version_id).values(status="failed", error=error[:2000]))
+            s.commit()
+
+    def promote(self, index: Index, document_id: str, version_id: str, version: int) -> None:
+        with self.ctx.db.session() as s:
+            # Compare-and-swap: an older version finishing late never replaces a newer one.
+            s.exec(
+                update(Document)
+                .where(Document.id == document_id, or_(Document.current_version.is_(None), Document.current_version < version))
+                .values(current_version=version, updated_at=utcnow())
+            )
+            s.exec(
+                update(DocumentVersion)
+                .where(DocumentVersion.id == version_id)
+                .values(status="ready", ready_at=utcnow(), error=None)
+            )
+            s.commit()
+        self.sync_live_flags(index, document_id)
+        self.refresh_bm25_average(index.id)
+
+    def sync_live_flags(self, index: Index, document_id: str) -> None:
+        """Make Qdrant's live flags match SQL for one document.
+
+        Search re-checks every hit against SQL, so a flag that lags is never served;
+        re-reading after the flip makes concurrent promotions converge on SQL's state.
+        """
+        seen = None
+        for _ in range(5):
+            with self.ctx.db.session() as s:
+                doc = s.get(Document, document_id)
+            state = (doc.current_version, doc.deleted_at is None) if doc else None
+            if state == seen:
+                return
+            seen = state
+            by_doc = Match("document_id", document_id)
+            if doc is None:
+                self.ctx.vectors.delete(index.collection, Filter(must=(by_doc,)))
+                return
+            current = doc.current_version
+            self.ctx.vectors.set_payload(
+                index.collection,
+                Filter(must=(by_doc, Match("live", 1)), must_not=(Match("version", current if current else -1),)),
+                {"live": 0},
+            )
+            if current and doc.deleted_at is None:
+                self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("version", current))), {"live": 1})
+            elif current:
+                self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("live", 1))), {"live": 0})
+
+    # -- BM25 average length -------------------------------------------------
+    def live_mean_tokens(self, index_id: str) -> float | None:
+        with self.ctx.db.session() as s:
+            mean = s.exec(
+                select(func.avg(Chunk.token_count))
+                .join(Document, Document.id == Chunk.document_id)
+                .where(
+                    Chunk.index_id == index_id,
+                    Chunk.version == Document.current_version,
+                    Document.deleted_at.is_(None),
+                )
+            ).one()
+        return float(mean) if mean is not None else None
+
+    def refresh_bm25_average(self, index_id: str) -> bool:
+        """Re-encode the index's lexical vectors when its true mean chunk length drifted."""
+        mean = self.live_mean_tokens(index_id)
+        with self.ctx.db.session() as s:
+            index = s.get(Index, index_id)
+        if mean is None or index is None or mean <= 0:
+            return False
+        drift = abs(mean - index.bm25_avg_len) / max(index.bm25_avg_len, 1e-9)
+        if drift <= self.ctx.settings.bm25_avg_len_tolerance:
+            return False
+        with self.ctx.db.session() as s:
+            s.exec(update(Index).where(Index.id == index_id).values(bm25_avg_len=mean))
+            s.commit()
+        self.reencode_lexical(index_id)
+        return True
+
+    def reencode_lexical(self, index_id: str) -> int:
+        with self.ctx.db.session() as s:
+            index = s.get(Index, index_id)
+        params = Bm25Params(k1=index.bm25_k1, b=index.bm25_b, avg_len=max(index.bm25_avg_len, 1.0))
+        done, last_id = 0, ""
+        while True:
+            with self.ctx.db.session() as s:
+                # Only versions whose points exist: an in-flight version is encoded by its own ingestion.
+                rows = s.exec(
+                    select(Chunk.id, Chunk.text)
+                    .join(DocumentVersion, DocumentVersion.id == Chunk.version_id)
+                    .where(Chunk.index_id == index_id, Chunk.id > last_id, DocumentVersion.status == "ready")
+                    .order_by(Chunk.id)
+                    .limit(1000)
+                ).all()
+            if not rows:
+                return done
+            self.ctx.vectors.update_sparse(index.collection, [(cid, document_vector(tokenize(text), params)) for cid, text in rows])
+            done += len(rows)
+            last_id = rows[-1][0]

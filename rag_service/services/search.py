@@ -1,0 +1,365 @@
+"""Search: embed the query, one vector-store query per index (dense, BM25 or
+fused), then drop every hit SQL does not confirm as the current version of a
+live document, and shape chunk or document results with evidence."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import select
+
+from pipelines.lexical import query_vector, tokenize
+from rag_service.context import ServiceContext
+from rag_service.errors import (
+    DataBoundaryViolation,
+    RerankNotConfigured,
+    RetrievalUnavailable,
+    ValidationFailed,
+)
+from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index, Project
+from rag_service.services.boundaries import check_boundary, may_read
+from rag_service.services.common import Principal, audit
+from rag_service.services.filters import parse_filters
+from rag_service.services.indexes import IndexService
+from rag_service.stores.vector import Filter, Hit, Match, SearchRequest, StoreUnavailable
+
+MODES = ("hybrid", "dense", "lexical")
+RESULT_TYPES = ("chunk", "document")
+MAX_TOP_K = 100
+
+
+@dataclass
+class SearchParams:
+    query: str
+    top_k: int = 10
+    result_type: str = "chunk"
+    mode: str = "hybrid"
+    filters: dict[str, Any] | None = None
+    min_score: float | None = None
+    as_of_version: int | None = None
+    include_history: bool = False
+    data_boundary: str | None = None
+    account_id: str | None = None
+    index_ids: list[str] | None = None
+    rerank: bool = False
+    explain: bool = True
+    rrf_k: int | None = None
+    weights: tuple[float, float] | None = None
+
+
+@dataclass
+class _Candidate:
+    hit: Hit
+    index: Index
+    explain: dict[str, Any] = field(default_factory=dict)
+
+
+class Reranker:
+    """Cross-encoder reranking, loaded on first use from RAG_RERANK_MODEL."""
+
+    def __init__(self, model: str | None) -> None:
+        self.model_name = model
+        self._model = None
+        self._lock = threading.Lock()
+
+    def score(self, query: str, texts: list[str]) -> list[float]:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import CrossEncoder
+
+                self._model = CrossEncoder(self.model_name, device="cpu")
+        return [float(s) for s in self._model.predict([(query, t) for t in texts], show_progress_bar=False)]
+
+
+def highlight(text: str, query_stems: set[str], width: int = 240) -> list[str]:
+    """Mark the words whose stem is a query term, in a short snippet around the first match."""
+    spans = [m.span() for m in re.finditer(r"\w+", text) if set(tokenize(m.group())) & query_stems]
+    if not spans:
+        return []
+    start = max(0, spans[0][0] - width // 3)
+    end = min(len(text), start + width)
+    pieces, cursor = [], start
+    for a, b in spans:
+        if a < start or b > end:
+            continue
+        pieces.append(text[cursor:a] + "<em>" + text[a:b] + "</em>")
+        cursor = b
+    pieces.append(text[cursor:end])
+    snippet = "".join(pieces).replace("\n", " ")
+    return [("…" if start > 0 else "") + snippet + ("…" if end < len(text) else "")]
+
+
+class SearchService:
+    def __init__(self, ctx: ServiceContext, reranker: Reranker | None = None) -> None:
+        self.ctx = ctx
+        self.indexes = IndexService(ctx)
+        self.reranker = reranker or Reranker(ctx.settings.rerank_model)
+
+    def validate(self, p: SearchParams) -> None:
+        if not isinstance(p.query, str) or not p.query.strip():
+            raise ValidationFailed("query must be a non-empty string", field="query")
+        if len(p.query) > 4000:
+            raise ValidationFailed("query is longer than 4000 characters", field="query")
+        if not 1 <= int(p.top_k) <= MAX_TOP_K:
+            raise ValidationFailed(f"top_k must be between 1 and {MAX_TOP_K}", field="top_k")
+        if p.mode not in MODES:
+            raise ValidationFailed(f"mode must be one of {', '.join(MODES)}", field="mode")
+        if p.result_type not in RESULT_TYPES:
+            raise ValidationFailed(f"result_type must be one of {', '.join(RESULT_TYPES)}", field="result_type")
+        if p.rerank and not self.ctx.settings.rerank_model:
+            raise RerankNotConfigured(
+                "rerank needs a cross-encoder: set RAG_RERANK_MODEL to a model name or local path", field="rerank"
+            )
+        if p.as_of_version is not None and p.as_of_version < 1:
+            raise ValidationFailed("as_of_version must be >= 1", field="as_of_version")
+
+    def _resolve_indexes(self, principal: Principal, p: SearchParams, path_index: str | None) -> list[Index]:
+        if path_index:
+            return [self.indexes.get_owned(principal, path_index)]
+        if p.index_ids:
+            return [self.indexes.get_owned(principal, i) for i in dict.fromkeys(p.index_ids)]
+        with self.ctx.db.session() as s:
+            return list(s.exec(select(Index).where(Index.project_id == principal.project_id).order_by(Index.created_at)).all())
+
+    def search(self, principal: Principal, p: SearchParams, path_index: str | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.validate(p)
+        boundary = check_boundary(p.data_boundary)
+        conditions = parse_filters(p.filters)
+        indexes = self._resolve_indexes(principal, p, path_index)
+        explicit = bool(path_index or p.index_ids)
+        with self.ctx.db.session() as s:
+            project = s.get(Project, principal.project_id)
+        allowed, excluded = [], []
+        for index in indexes:
+            if may_read(boundary, index.privacy_tier, p.account_id, project.account_id if project else None):
+                allowed.append(index)
+            else:
+                excluded.append({"index_id": index.id, "privacy_tier": index.privacy_tier})
+        if explicit and excluded:
+            with self.ctx.db.session() as s:
+                audit(s, principal, "boundary.refused", "index", excluded[0]["index_id"], data_boundary=boundary,
+                      excluded=excluded)
+                s.commit()
+            raise DataBoundaryViolation(
+                f"data boundary {boundary!r} may not read index tier(s) "
+                + ", ".join(sorted({e["privacy_tier"] for e in excluded})),
+                data_boundary=boundary,
+                indexes_excluded=excluded,
+            )
+
+        results, stale_dropped, models = self._retrieve(allowed, p, conditions)
+        evidence = {
+            "mode": p.mode,
+            "model": models[0] if len(models) == 1 else models,
+            "models": models,
+            "query": p.query,
+            "top_k": p.top_k,
+            "result_type": p.result_type,
+            "filters": p.filters or {},
+            "reranked": bool(p.rerank),
+            "data_boundary": boundary,
+            "privacy_tiers_read": sorted({i.privacy_tier for i in allowed}),
+            "indexes_searched": [i.id for i in allowed],
+            "indexes_excluded": excluded,
+            "stale_dropped": stale_dropped,
+            "result_count": len(results),
+            "results": [
+                {"chunk_id": r.get("chunk_id") or r["best_chunk"]["chunk_id"], "document_id": r["document_id"], "version": r["version"], "score": r["score"]}
+                for r in results
+            ],
+        }
+        evidence["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        record = Evidence(project_id=principal.project_id, kind="search", body=evidence)
+        with self.ctx.db.session() as s:
+            s.add(record)
+            s.commit()
+        evidence = {"evidence_id": record.id, **evidence}
+        return {"results": results, "evidence": evidence, "data_boundary": boundary,
+                "privacy_tiers_read": evidence["privacy_tiers_read"]}
+
+    # -- retrieval -------------------------------------------------------------
+    def _retrieve(self, indexes: list[Index], p: SearchParams, conditions) -> tuple[list[dict], int, list[str]]:
+        models = sorted({i.embedding_model for i in indexes})
+        if not indexes:
+            return [], 0, models
+        dense_by_model: dict[str, list[float]] = {}
+        if p.mode in ("dense", "hybrid"):
+            for model in models:
+                try:
+                    dense_by_model[model] = self.ctx.embedders.encode(model, [p.query])[0].tolist()
+                except Exception as exc:
+                    raise RetrievalUnavailable(f"embedding model {model} unavailable: {exc}", component="embedder") from exc
+        sparse = query_vector(p.query)
+        base = Filter(must=tuple(conditions))
+        if p.as_of_version is not None:
+            base = base.and_(Match("version", p.as_of_version))
+        elif not p.include_history:
+            base = base.and_(Match("live", 1))
+        need = p.top_k * (5 if p.result_type == "document" else 1)
+        if p.rerank:
+            need = max(need, 50)
+        limit = need + 10
+        stale_total = 0
+        for _ in range(4):
+            candidates = self._query_all(indexes, p, dense_by_model, sparse, base, limit)
+            confirmed, stale = self._confirm(candidates, p)
+            stale_total = stale
+            if stale == 0 or len(candidates) < limit or len(confirmed) >= need:
+                break
+            limit *= 3  # stale hits took room: ask for more so filters still fill top_k
+        rows = self._hydrate(confirmed)
+        self.finish(rows, p.query)
+        if p.rerank and rows:
+            rows = self._rerank(p.query, rows)
+        if p.min_score is not None:
+            rows = [r for r in rows if r["score"] >= p.min_score]
+        if p.result_type == "document":
+            return _group_documents(rows)[: p.top_k], stale_total, models
+        return rows[: p.top_k], stale_total, models
+
+    def _query_all(self, indexes, p, dense_by_model, sparse, base, limit) -> list[_Candidate]:
+        settings = self.ctx.settings
+        out: list[_Candidate] = []
+        for index in indexes:
+            req = SearchRequest(
+                mode=p.mode,
+                limit=limit,
+                dense=dense_by_model.get(index.embedding_model),
+                sparse=sparse,
+                filter=base,
+                prefetch_limit=max(limit * settings.prefetch_multiplier, 100),
+                rrf_k=p.rrf_k or settings.rrf_k,
+                weights=p.weights or (1.0, 1.0),
+                with_components=p.explain and p.mode == "hybrid",
+            )
+            try:
+                res = self.ctx.vectors.search(index.collection, req)
+            except StoreUnavailable as exc:
+                raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
+            except KeyError as exc:
+                raise RetrievalUnavailable(f"collection of index {index.id} is missing", component="vector_store") from exc
+            dense_rank = {h.id: (r, h.score) for r, h in enumerate(res.dense, 1)}
+            lex_rank = {h.id: (r, h.score) for r, h in enumerate(res.lexical, 1)}
+            for rank, hit in enumerate(res.hits, 1):
+                explain: dict[str, Any] = {"fused_score": None, "dense_rank": None, "dense_score": None,
+                                           "lexical_rank": None, "lexical_score": None}
+                if p.mode == "dense":
+                    explain.update(dense_rank=rank, dense_score=hit.score)
+                elif p.mode == "lexical":
+                    explain.update(lexical_rank=rank, lexical_score=hit.score)
+                else:
+                    explain["fused_score"] = hit.score
+                    if hit.id in dense_rank:
+                        explain.update(dense_rank=dense_rank[hit.id][0], dense_score=dense_rank[hit.id][1])
+                    if hit.id in lex_rank:
+                        explain.update(lexical_rank=lex_rank[hit.id][0], lexical_score=lex_rank[hit.id][1])
+                out.append(_Candidate(hit=hit, index=index, explain=explain))
+        out.sort(key=lambda c: c.hit.score, reverse=True)
+        return out
+
+    def _confirm(self, candidates: list[_Candidate], p: SearchParams) -> tuple[list[_Candidate], int]:
+        """SQL is the source of truth: keep a hit only if its version is the one to serve."""
+        doc_ids = list({c.hit.payload.get("document_id") for c in candidates})
+        docs: dict[str, Document] = {}
+        ready: set[tuple[str, int]] = set()
+        with self.ctx.db.session() as s:
+            for start in range(0, len(doc_ids), 500):
+                part = doc_ids[start : start + 500]
+                docs.update({d.id: d for d in s.exec(select(Document).where(Document.id.in_(part))).all()})
+                if p.include_history or p.as_of_version is not None:
+                    rows = s.exec(
+                        select(DocumentVersion.document_id, DocumentVersion.version).where(
+                            DocumentVersion.document_id.in_(part), DocumentVersion.status == "ready"
+                        )
+                    ).all()
+                    ready.update((d, v) for d, v in rows)
+        kept, stale = [], 0
+        for c in candidates:
+            doc = docs.get(c.hit.payload.get("document_id"))
+            version = c.hit.payload.get("version")
+            if doc is None or doc.deleted_at is not None:
+                ok = False
+            elif p.include_history or p.as_of_version is not None:
+                ok = (doc.id, version) in ready
+            else:
+                ok = version == doc.current_version
+            if ok:
+                kept.append(c)
+            else:
+                stale += 1
+        return kept, stale
+
+    def _hydrate(self, candidates: list[_Candidate]) -> list[dict[str, Any]]:
+        ids = [c.hit.id for c in candidates]
+        chunks: dict[str, Chunk] = {}
+        versions: dict[str, DocumentVersion] = {}
+        with self.ctx.db.session() as s:
+            for start in range(0, len(ids), 500):
+                chunks.update({c.id: c for c in s.exec(select(Chunk).where(Chunk.id.in_(ids[start : start + 500]))).all()})
+            version_ids = list({c.version_id for c in chunks.values()})
+            for start in range(0, len(version_ids), 500):
+                part = version_ids[start : start + 500]
+                versions.update({v.id: v for v in s.exec(select(DocumentVersion).where(DocumentVersion.id.in_(part))).all()})
+        rows = []
+        for c in candidates:
+            chunk = chunks.get(c.hit.id)
+            if chunk is None:  # the SQL row is gone (hard delete in flight): never serve it
+                continue
+            version = versions[chunk.version_id]
+            rows.append(
+                {
+                    "chunk_id": chunk.id,
+                    "document_id": chunk.document_id,
+                    "document_name": c.hit.payload.get("name"),
+                    "index_id": c.index.id,
+                    "index_name": c.index.name,
+                    "version": chunk.version,
+                    "text": chunk.text,
+                    "score": c.hit.score,
+                    "metadata": version.doc_metadata or {},
+                    "ordinal": chunk.ordinal,
+                    "page": chunk.page,
+                    "section": chunk.section,
+                    "position": {"ordinal": chunk.ordinal, "page": chunk.page, "section": chunk.section},
+                    "explain": c.explain,
+                }
+            )
+        return rows
+
+    def _rerank(self, query: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        scores = self.reranker.score(query, [r["text"] for r in rows])
+        for row, score in zip(rows, scores):
+            row["explain"]["retrieval_score"] = row["score"]
+            row["explain"]["rerank_score"] = score
+            row["score"] = score
+        return sorted(rows, key=lambda r: r["score"], reverse=True)
+
+    def finish(self, rows: list[dict[str, Any]], query: str) -> None:
+        stems = set(tokenize(query))
+        for row in rows:
+            row["highlights"] = highlight(row["text"], stems)
+
+
+def _group_documents(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    grouped: dict[str, dict[str, Any]] = {}
+    for row in rows:  # rows arrive best first, so the first chunk seen is the best
+        doc = grouped.get(row["document_id"])
+        if doc is None:
+            grouped[row["document_id"]] = {
+                "document_id": row["document_id"],
+                "document_name": row["document_name"],
+                "index_id": row["index_id"],
+                "version": row["version"],
+                "score": row["score"],
+                "metadata": row["metadata"],
+                "best_chunk": row,
+                "matching_chunks": 1,
+            }
+        else:
+            doc["matching_chunks"] += 1
+    return sorted(grouped.values(), key=lambda d: d["score"], reverse=True)
