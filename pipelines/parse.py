@@ -76,8 +76,32 @@ def _flatten_json(value: object, path: str = "") -> list[str]:
     return [f"{path}: {value}" if path else str(value)]
 
 
+def _check_container(data: bytes, media_type: str) -> None:
+    """PDF and DOCX parsers return nothing on garbage; open the container first so
+    a corrupt file is reported as corrupt, not as empty."""
+    if media_type == "application/pdf":
+        import pikepdf
+
+        try:
+            with pikepdf.open(io.BytesIO(data)) as pdf:
+                if len(pdf.pages) == 0:
+                    raise ParseFailure("PDF has no pages")
+        except pikepdf.PdfError as exc:
+            raise ParseFailure(f"not a readable PDF: {exc}") from None
+    elif media_type.endswith("wordprocessingml.document"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                if "word/document.xml" not in z.namelist():
+                    raise ParseFailure("DOCX has no word/document.xml")
+        except zipfile.BadZipFile as exc:
+            raise ParseFailure(f"not a readable DOCX (zip): {exc}") from None
+
+
 def _partition(data: bytes, media_type: str, filename: str) -> list:
     _install_offline_spacy()
+    _check_container(data, media_type)
     if media_type == "application/json":
         try:
             value = json.loads(_decode_text(data))

@@ -179,7 +179,7 @@ class IngestionService:
         Search re-checks every hit against SQL, so a flag that lags is never served;
         re-reading after the flip makes concurrent promotions converge on SQL's state.
         """
-        seen = None
+        seen: object = object()  # no state read yet
         for _ in range(5):
             with self.ctx.db.session() as s:
                 doc = s.get(Document, document_id)

@@ -1,0 +1,230 @@
+"""Shared benchmark plumbing: BEIR datasets, a service driven over its real HTTP
+app in a throwaway data directory, and progress output that works in a terminal
+and in a log file alike."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Before anything imports unstructured or a hub library (the service does this too).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- datasets -------------------------------------------------------------------
+@dataclass
+class BeirDataset:
+    name: str
+    path: Path
+    split: str
+    corpus: dict[str, dict[str, str]]  # _id -> {"title", "text"}
+    queries: dict[str, str]  # query id -> text, only queries with judgements in this split
+    qrels: dict[str, dict[str, int]]  # query id -> {doc id: relevance}
+    subset: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def document_text(self, doc_id: str) -> str:
+        doc = self.corpus[doc_id]
+        title, text = (doc.get("title") or "").strip(), (doc.get("text") or "").strip()
+        return f"{title}\n\n{text}" if title else text
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader)
+        if header[:2] != ["query-id", "corpus-id"]:
+            raise ValueError(f"{path}: expected the BEIR header 'query-id corpus-id score', got {header}")
+        for row in reader:
+            if len(row) < 3:
+                continue
+            qid, did, score = row[0], row[1], int(float(row[2]))
+            qrels.setdefault(qid, {})[did] = score
+    return qrels
+
+
+def load_beir(path: str | Path, split: str = "test", limit_docs: int | None = None,
+              limit_queries: int | None = None) -> BeirDataset:
+    """Read a BEIR folder in place (nothing is copied).
+
+    With limits, the subset keeps evaluation meaningful: the first `limit_queries`
+    judged queries, every document judged relevant to them, then corpus order up
+    to `limit_docs`; judgements on documents left out are dropped.
+    """
+    root = Path(path)
+    queries_file = root / ("queries.jsonl" if split == "test" else f"queries_{split}.jsonl")
+    if split != "test" and not queries_file.exists():
+        queries_file = root / "queries.jsonl"  # BEIR sets that keep all splits' queries in one file
+    qrels = _read_qrels(root / "qrels" / f"{split}.tsv")
+    all_queries = {str(q["_id"]): q["text"] for q in _read_jsonl(queries_file)}
+    queries = {qid: text for qid, text in all_queries.items() if qrels.get(qid)}
+    corpus_rows = _read_jsonl(root / "corpus.jsonl")
+    corpus = {str(d["_id"]): {"title": d.get("title") or "", "text": d.get("text") or ""} for d in corpus_rows}
+    notes = []
+    missing = len([q for q in qrels if q not in all_queries])
+    if missing:
+        notes.append(f"{missing} judged queries have no text in {queries_file.name}")
+
+    subset = False
+    if limit_queries is not None and limit_queries < len(queries):
+        queries = dict(list(queries.items())[:limit_queries])
+        subset = True
+    if limit_docs is not None and limit_docs < len(corpus):
+        keep: dict[str, None] = {}
+        for qid in queries:
+            for did, rel in qrels[qid].items():
+                if rel > 0 and did in corpus and len(keep) < limit_docs:
+                    keep[did] = None
+        for did in corpus:
+            if len(keep) >= limit_docs:
+                break
+            keep.setdefault(did, None)
+        corpus = {did: corpus[did] for did in keep}
+        subset = True
+    qrels = {qid: {d: r for d, r in qrels[qid].items() if d in corpus} for qid in queries}
+    dropped = [qid for qid, judged in qrels.items() if not any(r > 0 for r in judged.values())]
+    for qid in dropped:
+        queries.pop(qid)
+        qrels.pop(qid)
+    if dropped:
+        notes.append(f"{len(dropped)} queries dropped: none of their relevant documents is in the subset")
+    return BeirDataset(name=root.name, path=root, split=split, corpus=corpus, queries=queries, qrels=qrels,
+                       subset=subset, notes=notes)
+
+
+# -- progress -------------------------------------------------------------------
+class Progress:
+    """A rich bar on a terminal; on a pipe or log file, a line every `every_s` seconds."""
+
+    def __init__(self, label: str, total: int, every_s: float = 30.0) -> None:
+        self.label, self.total, self.every_s = label, total, every_s
+        self.done = 0
+        self.started = self._last = time.perf_counter()
+        self._rich = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+            self._task = self._rich.add_task(label, total=total)
+
+    def __enter__(self) -> "Progress":
+        if self._rich:
+            self._rich.start()
+        else:
+            log(f"{self.label}: 0/{self.total}")
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._rich:
+            self._rich.update(self._task, advance=n)
+            return
+        now = time.perf_counter()
+        if now - self._last >= self.every_s:
+            self._last = now
+            elapsed = now - self.started
+            rate = self.done / elapsed if elapsed else 0.0
+            eta = (self.total - self.done) / rate if rate else float("nan")
+            log(f"{self.label}: {self.done}/{self.total} ({rate:.2f}/s, eta {eta / 60:.1f} min)")
+
+    def __exit__(self, *exc) -> None:
+        if self._rich:
+            self._rich.stop()
+        elapsed = time.perf_counter() - self.started
+        log(f"{self.label}: {self.done}/{self.total} in {elapsed:.1f}s")
+
+
+# -- the service under test ------------------------------------------------------
+class ServiceHarness:
+    """The real FastAPI app (routers, auth, services, SQLite, embedded Qdrant) in
+    a fresh temporary RAG_DATA_DIR, driven through fastapi's TestClient."""
+
+    def __init__(self, data_dir: str | Path | None = None, keep: bool = False) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="rag-bench-"))
+        self.keep = keep
+
+    def __enter__(self) -> "ServiceHarness":
+        from fastapi.testclient import TestClient
+
+        from rag_service.app import create_app
+        from rag_service.config import Settings
+        from rag_service.context import build_context
+        from rag_service.services.auth import AuthService
+
+        # Pin the embedded defaults whatever RAG_DATABASE_URL / RAG_QDRANT_URL say; other
+        # RAG_* settings (embedding precision, batch size, ...) still apply and are recorded.
+        self.settings = Settings(data_dir=self.data_dir, database_url="", qdrant_url="")
+        self.ctx = build_context(self.settings)
+        self.client = TestClient(create_app(self.settings, ctx=self.ctx))
+        self.client.__enter__()
+        key, _ = AuthService(self.ctx.db).create_key("benchmarks", "admin", name="benchmarks")
+        self.headers = {"X-API-Key": key}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.client.__exit__(None, None, None)
+        finally:
+            self.ctx.vectors.close()
+            self.ctx.db.dispose()
+            if self._own_dir and not self.keep:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _check(self, response, *ok: int) -> dict[str, Any]:
+        if response.status_code not in ok:
+            raise RuntimeError(f"{response.request.method} {response.request.url.path} -> "
+                               f"{response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    def create_index(self, name: str, **fields: Any) -> dict[str, Any]:
+        return self._check(self.client.post("/v1/indexes", json={"name": name, **fields}, headers=self.headers), 201)
+
+    def get_index(self, index_id: str) -> dict[str, Any]:
+        return self._check(self.client.get(f"/v1/indexes/{index_id}", headers=self.headers), 200)
+
+    def upload_text(self, index_id: str, name: str, text: str):
+        """Multipart upload of a .txt file; returns the raw response (the caller decides what failed)."""
+        return self.client.post(
+            f"/v1/indexes/{index_id}/documents",
+            files={"file": (f"{name}.txt", text.encode("utf-8"), "text/plain")},
+            data={"name": name},
+            headers=self.headers,
+        )
+
+    def search(self, index_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """One search; returns (answer, client-side latency in ms)."""
+        started = time.perf_counter()
+        response = self.client.post(f"/v1/indexes/{index_id}/search", json=body, headers=self.headers)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return self._check(response, 200), elapsed_ms
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))

@@ -1,0 +1,230 @@
+"""`python -m benchmarks quality`: retrieval quality of the service on a BEIR collection.
+
+The corpus goes in through the service's own ingestion path (multipart uploads to
+the real HTTP app, in a throwaway data directory); every judged query is asked
+through `POST /v1/indexes/{id}/search` in each mode; runs are scored with ranx
+(nDCG@10, Recall@100, MRR@10) beside a rank_bm25 baseline on the same texts and
+the published numbers for the collection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import BeirDataset, Progress, ServiceHarness, load_beir, log, percentile
+
+METRICS = ("ndcg@10", "recall@100", "mrr@10")
+MODES = ("dense", "lexical", "hybrid")
+TOP_K = 100
+# rank_bm25 settings: Anserini's BEIR baseline, and the service's own index defaults.
+BM25_VARIANTS = {"rank_bm25_baseline": (0.9, 0.4), "rank_bm25_baseline_k1.2_b0.75": (1.2, 0.75)}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("quality", help="nDCG@10 / Recall@100 / MRR@10 and latency on a BEIR dataset",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, type=Path, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/")
+    p.add_argument("--split", default="test", choices=("test", "dev"))
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of dense,lexical,hybrid")
+    p.add_argument("--model", default=None, help="embedding model of the index (default: the service's default)")
+    p.add_argument("--limit-docs", type=int, default=None, help="subset of the corpus (keeps judged documents)")
+    p.add_argument("--limit-queries", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None, help="write results.json, results.md, results.png here")
+    p.add_argument("--workers", default="auto",
+                   help="concurrent upload threads, or 'auto': time the first uploads one at a time and "
+                        "switch to --max-workers when the whole corpus would take longer than --budget-min")
+    p.add_argument("--max-workers", type=int, default=3)
+    p.add_argument("--budget-min", type=float, default=25.0)
+    p.add_argument("--chunk-chars", type=int, default=4000,
+                   help="index chunk_max_characters: large, so most documents are one chunk (as MTEB embeds them)")
+    p.add_argument("--no-explain", action="store_true",
+                   help="send explain=false (the service default is true: hybrid then also runs both arms alone)")
+    p.add_argument("--skip-baseline", action="store_true", help="leave out the rank_bm25 baseline")
+    p.add_argument("--keep-data", action="store_true", help="keep the temporary data directory")
+    return p
+
+
+# -- ingestion -----------------------------------------------------------------
+def _upload_all(h: ServiceHarness, index_id: str, ds: BeirDataset, doc_ids: list[str], workers: int,
+                stats: dict[str, Any], bar: Progress) -> None:
+    def one(doc_id: str):
+        return doc_id, h.upload_text(index_id, doc_id, ds.document_text(doc_id))
+
+    def record(doc_id: str, response) -> None:
+        if response.status_code in (200, 201):
+            stats["chunks"] += int(response.json().get("chunk_count") or 0)
+        else:
+            stats["failed"] += 1
+            if len(stats["errors"]) < 20:
+                stats["errors"].append({"doc": doc_id, "status": response.status_code, "body": response.text[:300]})
+        bar.advance()
+
+    if workers <= 1:
+        for doc_id in doc_ids:
+            record(*one(doc_id))
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in as_completed([pool.submit(one, d) for d in doc_ids]):
+            record(*future.result())
+
+
+def ingest(h: ServiceHarness, index_id: str, ds: BeirDataset, args: argparse.Namespace) -> dict[str, Any]:
+    doc_ids = list(ds.corpus)
+    stats: dict[str, Any] = {"documents": len(doc_ids), "chunks": 0, "failed": 0, "errors": []}
+    started = time.perf_counter()
+    with Progress("ingest", len(doc_ids)) as bar:
+        if args.workers == "auto":
+            probe = doc_ids[:200]
+            _upload_all(h, index_id, ds, probe, 1, stats, bar)
+            probe_s = time.perf_counter() - started
+            projected_min = probe_s / max(len(probe), 1) * len(doc_ids) / 60
+            workers = args.max_workers if projected_min > args.budget_min else 1
+            stats["probe"] = {"documents": len(probe), "seconds": round(probe_s, 2),
+                              "docs_per_s": round(len(probe) / probe_s, 3) if probe_s else None,
+                              "projected_min_sequential": round(projected_min, 1)}
+            log(f"probe: {len(probe)} docs in {probe_s:.1f}s one at a time -> {projected_min:.1f} min projected; "
+                f"using {workers} worker(s) for the rest")
+            rest = doc_ids[len(probe):]
+        else:
+            workers, rest = max(1, int(args.workers)), doc_ids
+        _upload_all(h, index_id, ds, rest, workers, stats, bar)
+    seconds = time.perf_counter() - started
+    stats.update(workers=workers, seconds=round(seconds, 2), docs_per_s=round(len(doc_ids) / seconds, 3))
+    return stats
+
+
+# -- retrieval -----------------------------------------------------------------
+def _as_run_scores(names: list[str]) -> dict[str, float]:
+    # Score by rank so ranx sees exactly the service's order (fused scores tie often).
+    out: dict[str, float] = {}
+    for rank, name in enumerate(names):
+        out.setdefault(name, float(len(names) - rank))
+    return out
+
+
+def search_mode(h: ServiceHarness, index_id: str, ds: BeirDataset, mode: str, explain: bool | None):
+    def body(query: str) -> dict[str, Any]:
+        b = {"query": query, "top_k": TOP_K, "result_type": "document", "mode": mode}
+        if explain is not None:
+            b["explain"] = explain
+        return b
+
+    h.search(index_id, body(next(iter(ds.queries.values()))))  # warm-up, not timed
+    run: dict[str, dict[str, float]] = {}
+    latencies: list[float] = []
+    short = 0
+    with Progress(f"search {mode}", len(ds.queries)) as bar:
+        for qid, text in ds.queries.items():
+            answer, ms = h.search(index_id, body(text))
+            latencies.append(ms)
+            names = [r["document_name"] for r in answer["results"]]
+            short += len(names) < min(TOP_K, len(ds.corpus))
+            run[qid] = _as_run_scores(names)
+            bar.advance()
+    return run, latencies, short
+
+
+def bm25_baseline(ds: BeirDataset, k1: float, b: float):
+    import numpy as np
+    from rank_bm25 import BM25Okapi
+
+    from pipelines.lexical import tokenize
+
+    doc_ids = list(ds.corpus)
+    bm25 = BM25Okapi([tokenize(ds.document_text(d)) for d in doc_ids], k1=k1, b=b)
+    run: dict[str, dict[str, float]] = {}
+    latencies: list[float] = []
+    for qid, text in ds.queries.items():
+        started = time.perf_counter()
+        scores = bm25.get_scores(tokenize(text))
+        k = min(TOP_K, len(doc_ids))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        latencies.append((time.perf_counter() - started) * 1000)
+        run[qid] = _as_run_scores([doc_ids[i] for i in top])
+    return run, latencies, bm25.avgdl
+
+
+def score(ds: BeirDataset, run: dict[str, dict[str, float]]) -> dict[str, float]:
+    from ranx import Qrels, Run, evaluate
+
+    qrels = Qrels({q: dict(d) for q, d in ds.qrels.items()})
+    # A query the service answered with nothing must count as zero, not vanish.
+    run = {q: (run.get(q) or {}) for q in ds.queries}
+    values = evaluate(qrels, Run({q: r for q, r in run.items() if r}), list(METRICS), make_comparable=True)
+    return {m: round(float(values[m]), 4) for m in METRICS}
+
+
+# -- the command -----------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise SystemExit(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
+    ds = load_beir(args.dataset, args.split, args.limit_docs, args.limit_queries)
+    log(f"{ds.name}/{args.split}: {len(ds.corpus)} documents, {len(ds.queries)} queries"
+        + (" (subset)" if ds.subset else ""))
+    for note in ds.notes:
+        log(note)
+
+    from benchmarks.references import published
+
+    explain = False if args.no_explain else None
+    results: dict[str, Any] = {"dataset": ds.name, "model": None, "modes": {}, "split": args.split,
+                               "documents": len(ds.corpus), "queries": len(ds.queries), "subset": ds.subset,
+                               "notes": list(ds.notes)}
+    with ServiceHarness(keep=args.keep_data) as h:
+        log(f"service data dir: {h.data_dir}")
+        fields = {"chunk_max_characters": args.chunk_chars, "privacy_tier": "public",
+                  "description": f"benchmark {ds.name}"}
+        if args.model:
+            fields["embedding_model"] = args.model
+        index = h.create_index(f"bench-{ds.name}", **fields)
+        results["model"] = index["embedding_model"]
+        results["ingestion"] = ingest(h, index["id"], ds, args)
+        ing = results["ingestion"]
+        log(f"ingested {ing['documents']} docs ({ing['chunks']} chunks, {ing['failed']} failed) in "
+            f"{ing['seconds']:.1f}s: {ing['docs_per_s']:.2f} docs/s")
+        index = h.get_index(index["id"])
+        results["service"] = {
+            "bm25": index["bm25"], "chunking": index["chunking"],
+            "embedding_precision": h.settings.embedding_precision,
+            "embedding_batch_size": h.settings.embedding_batch_size,
+            "explain": "service default (true)" if explain is None else explain,
+            "endpoint": "POST /v1/indexes/{id}/search", "result_type": "document", "top_k": TOP_K,
+        }
+        for mode in modes:
+            run_, lat, short = search_mode(h, index["id"], ds, mode, explain)
+            results["modes"][mode] = {**score(ds, run_), "latency_ms_p50": round(percentile(lat, 50), 2),
+                                      "latency_ms_p95": round(percentile(lat, 95), 2),
+                                      "queries_with_fewer_results": short}
+            log(f"{mode}: {results['modes'][mode]}")
+
+    if not args.skip_baseline:
+        for name, (k1, b) in BM25_VARIANTS.items():
+            run_, lat, avgdl = bm25_baseline(ds, k1, b)
+            results["modes"][name] = {**score(ds, run_), "latency_ms_p50": round(percentile(lat, 50), 2),
+                                      "k1": k1, "b": b, "avgdl": round(float(avgdl), 2),
+                                      "latency_note": "in-process rank_bm25 get_scores, no HTTP",
+                                      "compare_to": "rank_bm25_baseline"}
+            log(f"{name}: {results['modes'][name]}")
+
+    results["references"] = published(ds.name)
+    results["wall_time_s"] = round(time.perf_counter() - started, 1)
+    log(f"wall time {results['wall_time_s']:.0f}s")
+    if args.out:
+        from benchmarks.report import write_chart, write_json, write_markdown
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        for path in (write_json(args.out, results), write_markdown(args.out, results), write_chart(args.out, results)):
+            log(f"wrote {path}")
+    else:
+        import json
+
+        print(json.dumps(results, indent=2))
+    return 0
