@@ -15,7 +15,9 @@ from rag_service.errors import ValidationFailed
 from rag_service.stores.vector import Condition, Match, MatchAny, Range
 
 RANGE_OPS = ("gt", "gte", "lt", "lte")
-_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
+_KEY = re.compile(r"[A-Za-z0-9_\-]{1,100}")
+# Only what Qdrant's datetime index parses: a calendar date or RFC 3339.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?")
 MAX_CONDITIONS = 32
 
 
@@ -24,7 +26,7 @@ def _payload_key(key: str) -> str:
 
 
 def _is_date(value: Any) -> bool:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         return False
     try:
         (datetime if "T" in value else date).fromisoformat(value.replace("Z", "+00:00"))
@@ -38,7 +40,7 @@ def _bad(key: str, why: str) -> ValidationFailed:
 
 
 def parse_filters(filters: dict[str, Any] | None) -> list[Condition]:
-    if not filters:
+    if filters is None:
         return []
     if not isinstance(filters, dict):
         raise ValidationFailed("filters must be a JSON object", field="filters")
@@ -46,7 +48,7 @@ def parse_filters(filters: dict[str, Any] | None) -> list[Condition]:
         raise ValidationFailed(f"at most {MAX_CONDITIONS} filter conditions", field="filters")
     conditions: list[Condition] = []
     for key, value in filters.items():
-        if not _KEY.match(key):
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
             raise _bad(key, "keys are 1-100 letters, digits, '_' or '-'")
         path = _payload_key(key)
         if isinstance(value, bool):
