@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
-from rag_service.api import documents, indexes, keys, search
+from rag_service.api import documents, indexes, keys, rag, search
 from rag_service.api.errors import error_response, install_error_handlers
 from rag_service.config import Settings
 from rag_service.context import ServiceContext, build_context
 from rag_service.services.auth import AuthService
+from rag_service.services.jobs import JobRunner
 from rag_service.services.search import Reranker, SearchService
 
 log = logging.getLogger("rag_service")
@@ -29,9 +30,15 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         app.state.search_service = lambda c: SearchService(c, reranker)
         if settings.bootstrap_key:
             AuthService(context.db).ensure_bootstrap_key(settings.bootstrap_key)
+        if settings.job_runner == "inprocess":
+            context.runner = JobRunner(context, lease_seconds=settings.job_lease_seconds)
+            context.runner.start()
         try:
             yield
         finally:
+            if context.runner is not None:
+                context.runner.stop()
+                context.runner = None
             if ctx is None:
                 context.vectors.close()
                 context.db.dispose()
@@ -51,8 +58,13 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         response.headers["X-Request-ID"] = request.state.request_id
         return response
 
-    for router in (indexes.router, documents.router, search.router, keys.router):
+    for router in (indexes.router, documents.router, search.router, keys.router, rag.router):
         app.include_router(router)
+    from rag_service import mcp_server  # agent tools: OpenAI function calling, and MCP at /mcp
+    from rag_service.api import tools
+
+    app.include_router(tools.router)
+    mcp_server.mount(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

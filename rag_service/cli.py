@@ -100,5 +100,10 @@ def keys_revoke(key_id: str) -> None:
     typer.echo(f"revoked {key_id}")
 
 
+from rag_service.cli_remote import register  # noqa: E402  (indexes, ingest, search, jobs, status, mcp)
+
+register(app)
+
+
 if __name__ == "__main__":
     app()

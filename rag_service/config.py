@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     rrf_k: int = 60
     prefetch_multiplier: int = 4
 
+    # "inprocess": the API process runs jobs; "off": only `rag-service worker` processes do.
+    job_runner: Literal["inprocess", "off"] = "inprocess"
+    job_lease_seconds: float = 60.0
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "rag.db"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag_service.config import Settings
 from rag_service.db import Database
@@ -18,6 +19,7 @@ class ServiceContext:
     vectors: VectorStore
     embedders: EmbedderRegistry
     embedding: CachedEmbedding
+    runner: Any = None  # the in-process JobRunner, when this process runs one
 
 
 def build_vector_store(settings: Settings) -> VectorStore:

@@ -139,3 +139,50 @@ class AuditLog(SQLModel, table=True):
     target_id: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+
+class Job(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True)
+    project_id: str = Field(index=True)
+    job_class: str
+    status: str = Field(default="queued", index=True)
+    data_boundary: str = "computer"
+    privacy_tier: str | None = None
+    account_id: str | None = None
+    index_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    progress: int = 0
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    error: str | None = None
+    attempts: int = 0
+    max_attempts: int = 3
+    cancel_requested: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = Field(default=None, index=True)
+    created_by_key_id: str | None = None
+    evidence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class UploadBlob(SQLModel, table=True):
+    """Bytes of an asynchronous upload until its ingest job has indexed them."""
+
+    __tablename__ = "upload_blob"
+
+    version_id: str = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class EvalRun(SQLModel, table=True):
+    __tablename__ = "eval_run"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    project_id: str = Field(index=True)
+    index_id: str = Field(index=True)
+    job_id: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -60,15 +60,24 @@ def upload_document(
     metadata: str | None = Form(None),
     if_version: str | None = Form(None),
     if_match: str | None = Header(None),
+    run_async: bool = Query(False, alias="async"),
+    x_data_boundary: str | None = Header(None),
     p: Principal = Depends(editor),
     ctx: ServiceContext = Depends(get_ctx),
 ):
     data = _read_limited(file, ctx.settings.max_upload_bytes)
+    from fastapi.encoders import jsonable_encoder
+
+    if run_async:
+        job, view = DocumentService(ctx).upload_async(
+            p, index_id, data, file.filename or "", name, _metadata(metadata), _if_version(if_version, if_match),
+            x_data_boundary)
+        if job is None:  # identical to the latest version: nothing to do
+            return JSONResponse(jsonable_encoder(view), status_code=200, headers={"ETag": view["etag"]})
+        return JSONResponse(jsonable_encoder({**job, "document": view}), status_code=202)
     view, created = DocumentService(ctx).upload(
         p, index_id, data, file.filename or "", name, _metadata(metadata), _if_version(if_version, if_match)
     )
-    from fastapi.encoders import jsonable_encoder
-
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200, headers={"ETag": view["etag"]})
 
 

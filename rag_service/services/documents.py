@@ -13,10 +13,10 @@ from sqlmodel import delete, select
 
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed, VersionConflict
-from rag_service.models import Chunk, Document, DocumentVersion, Index, utcnow
+from rag_service.models import Chunk, Document, DocumentVersion, Index, UploadBlob, utcnow
 from rag_service.services.common import Principal, audit, page_of
 from rag_service.services.indexes import IndexService
-from rag_service.services.ingestion import IngestionService, PreparedUpload, point_id, prepare_upload
+from rag_service.services.ingestion import IngestionService, PreparedUpload, chunk_rows, prepare_upload, sniff_upload
 
 MAX_NAME_LENGTH = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -128,6 +128,26 @@ class DocumentService:
             document = s.get(Document, document.id)
         return document_view(document, version), True
 
+    def upload_async(self, principal: Principal, index_id: str, data: bytes, filename: str, name: str | None,
+                     metadata: dict[str, Any], if_version: int | None, data_boundary: str | None = None):
+        """Claim the version now (so if_version answers at once), parse and index in an `ingest` job."""
+        from rag_service.services.jobs import JobService
+
+        index = self.indexes.get_owned(principal, index_id)
+        filename = clean_name(filename or "upload")
+        name = clean_name(name) if name else filename
+        prepared = sniff_upload(data, filename)
+        unchanged = self._unchanged(index.id, name, prepared.content_hash, metadata, if_version)
+        if unchanged is not None:
+            return None, unchanged
+        document, version, _ = self._allocate_version(principal, index, name, prepared, metadata, if_version,
+                                                      status="pending", blob=data)
+        job = JobService(self.ctx).submit(principal, {
+            "job_class": "ingest", "index_id": index.id, "data_boundary": data_boundary,
+            "params": {"version_id": version.id, "document_id": document.id},
+        })
+        return job, document_view(document, version)
+
     def _latest(self, s, document: Document) -> DocumentVersion | None:
         return s.exec(
             select(DocumentVersion).where(
@@ -154,7 +174,7 @@ class DocumentService:
         return None
 
     def _allocate_version(self, principal: Principal, index: Index, name: str, prepared: PreparedUpload,
-                          metadata: dict, if_version: int | None):
+                          metadata: dict, if_version: int | None, status: str = "indexing", blob: bytes | None = None):
         """Claim the next version number with a compare-and-swap and write the
         version and its chunks in the same transaction: two uploads with the same
         if_version can never both win, in one process or many."""
@@ -197,31 +217,17 @@ class DocumentService:
                     media_type=prepared.media_type,
                     filename=prepared.filename,
                     doc_metadata=metadata,
-                    status="indexing",
+                    status=status,
                     chunk_count=len(prepared.chunks),
                     text=prepared.text,
                     created_by_key_id=principal.key_id,
                 )
                 s.add(version)
                 s.flush()
-                chunks = [
-                    Chunk(
-                        id=point_id(index.id, doc.id, number, c.ordinal),
-                        version_id=version.id,
-                        document_id=doc.id,
-                        index_id=index.id,
-                        version=number,
-                        ordinal=c.ordinal,
-                        text=c.text,
-                        content_hash=c.content_hash,
-                        token_count=len(tokens),
-                        page=c.page,
-                        element_type=c.element_type,
-                        section=c.section,
-                    )
-                    for c, tokens in zip(prepared.chunks, prepared.tokens)
-                ]
+                chunks = chunk_rows(index.id, doc.id, version.id, number, prepared)
                 s.add_all(chunks)
+                if blob is not None:
+                    s.add(UploadBlob(version_id=version.id, data=blob))
                 audit(s, principal, "document.upload", "document", doc.id, name=name, version=number,
                       content_hash=prepared.content_hash)
                 try:

@@ -68,6 +68,38 @@ def prepare_upload(data: bytes, filename: str, max_characters: int, overlap: int
     )
 
 
+def sniff_upload(data: bytes, filename: str) -> PreparedUpload:
+    """The checks an asynchronous upload can answer at once; parsing happens in its job."""
+    try:
+        media_type = media_type_for(filename)
+    except UnsupportedFormat as exc:
+        raise UnsupportedMediaType(str(exc), filename=filename) from None
+    if not data:
+        raise EmptyDocument("the file is empty", filename=filename)
+    return PreparedUpload(filename=filename, media_type=media_type, content_hash=hashlib.sha256(data).hexdigest(),
+                          size=len(data), text="", chunks=[], tokens=[])
+
+
+def chunk_rows(index_id: str, document_id: str, version_id: str, number: int, prepared: PreparedUpload) -> list[Chunk]:
+    return [
+        Chunk(
+            id=point_id(index_id, document_id, number, c.ordinal),
+            version_id=version_id,
+            document_id=document_id,
+            index_id=index_id,
+            version=number,
+            ordinal=c.ordinal,
+            text=c.text,
+            content_hash=c.content_hash,
+            token_count=len(tokens),
+            page=c.page,
+            element_type=c.element_type,
+            section=c.section,
+        )
+        for c, tokens in zip(prepared.chunks, prepared.tokens)
+    ]
+
+
 def _field_kind(value: Any) -> str | None:
     if isinstance(value, bool):
         return None

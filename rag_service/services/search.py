@@ -47,6 +47,7 @@ class SearchParams:
     index_ids: list[str] | None = None
     rerank: bool = False
     explain: bool = True
+    record_evidence: bool = True
     rrf_k: int | None = None
     weights: tuple[float, float] | None = None
 
@@ -175,10 +176,11 @@ class SearchService:
         }
         evidence["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         record = Evidence(project_id=principal.project_id, kind="search", body=evidence)
-        with self.ctx.db.session() as s:
-            s.add(record)
-            s.commit()
-        evidence = {"evidence_id": record.id, **evidence}
+        if p.record_evidence:
+            with self.ctx.db.session() as s:
+                s.add(record)
+                s.commit()
+        evidence = {"evidence_id": record.id if p.record_evidence else None, **evidence}
         return {"results": results, "evidence": evidence, "data_boundary": boundary,
                 "privacy_tiers_read": evidence["privacy_tiers_read"]}
 

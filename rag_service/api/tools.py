@@ -1,0 +1,326 @@
+"""Agent tools: `search`, `get_document`, `list_indexes`.
+
+Each tool is defined once here (arguments model, description, handler calling
+the services with the caller's Principal). This module serves them as OpenAI
+function-calling tools (`GET /v1/tools/openai`, `POST /v1/tools/call`), and
+`rag_service.mcp_server` serves the very same definitions over MCP. Every
+result carries citations an agent can quote: document name, version, chunk
+position and the provenance metadata given at upload.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from rag_service.api.deps import get_ctx, reader
+from rag_service.api.search import SearchBody
+from rag_service.context import ServiceContext
+from rag_service.errors import DataBoundaryViolation, NotFound, ValidationFailed
+from rag_service.models import Project
+from rag_service.services.boundaries import BOUNDARIES, check_boundary, may_read
+from rag_service.services.common import Principal
+from rag_service.services.documents import DocumentService
+from rag_service.services.indexes import IndexService
+from rag_service.services.search import SearchParams, SearchService
+
+MAX_LIST_INDEXES = 500
+_BOUNDARY_DOC = (
+    "data boundary the read runs under: " + ", ".join(BOUNDARIES) + " (default computer: this deployment only)"
+)
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Who calls, and the services to call with."""
+
+    ctx: ServiceContext
+    principal: Principal
+    search_service: SearchService
+
+    @classmethod
+    def from_app(cls, app: Any, principal: Principal) -> ToolContext:
+        ctx = app.state.ctx
+        return cls(ctx=ctx, principal=principal, search_service=app.state.search_service(ctx))
+
+
+# -- arguments ----------------------------------------------------------------
+class GetDocumentArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    document_id: str | None = Field(None, max_length=200)
+    index_id: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=512)
+    version: int | None = Field(None, ge=1)
+    include_chunks: bool = False
+    max_characters: int = Field(20000, ge=100, le=1_000_000)
+    data_boundary: str | None = None
+    account_id: str | None = Field(None, max_length=200)
+
+
+class ListIndexesArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data_boundary: str | None = None
+    account_id: str | None = Field(None, max_length=200)
+
+
+# -- citations ----------------------------------------------------------------
+def citation(row: dict[str, Any]) -> dict[str, Any]:
+    """What an agent quotes for one chunk: where it is, which version, from what source."""
+    position = row.get("position") or {"ordinal": row.get("ordinal"), "page": row.get("page"), "section": row.get("section")}
+    label = f"{row.get('document_name')} v{row.get('version')}, chunk {position.get('ordinal')}"
+    if position.get("page") is not None:
+        label += f", p. {position['page']}"
+    if position.get("section"):
+        label += f", \u00a7 {position['section']}"
+    return {
+        "label": label,
+        "document_name": row.get("document_name"),
+        "document_id": row.get("document_id"),
+        "index_id": row.get("index_id"),
+        "index_name": row.get("index_name"),
+        "version": row.get("version"),
+        "chunk_id": row.get("chunk_id"),
+        "position": position,
+        "metadata": row.get("metadata") or {},
+    }
+
+
+# -- handlers -----------------------------------------------------------------
+def _boundary_allows(tc: ToolContext, tier: str, boundary: str, account_id: str | None) -> bool:
+    with tc.ctx.db.session() as s:
+        project = s.get(Project, tc.principal.project_id)
+    return may_read(boundary, tier, account_id, project.account_id if project else None)
+
+
+def run_search(tc: ToolContext, args: SearchBody) -> dict[str, Any]:
+    out = tc.search_service.search(tc.principal, SearchParams(**args.model_dump()))
+    for row in out["results"]:
+        row["citation"] = citation(row.get("best_chunk") or row)
+    return out
+
+
+def run_get_document(tc: ToolContext, args: GetDocumentArgs) -> dict[str, Any]:
+    documents = DocumentService(tc.ctx)
+    if args.document_id:
+        doc = documents.get(tc.principal, args.document_id, args.index_id)
+    elif args.index_id and args.name:
+        doc = documents.get_by_name(tc.principal, args.index_id, args.name)
+    else:
+        raise ValidationFailed("give document_id, or index_id and name", field="document_id")
+    index = IndexService(tc.ctx).get_owned(tc.principal, doc["index_id"])
+    boundary = check_boundary(args.data_boundary)
+    if not _boundary_allows(tc, index.privacy_tier, boundary, args.account_id):
+        raise DataBoundaryViolation(
+            f"data boundary {boundary!r} may not read index tier(s) {index.privacy_tier}",
+            data_boundary=boundary,
+            indexes_excluded=[{"index_id": index.id, "privacy_tier": index.privacy_tier}],
+        )
+    number = args.version or doc["current_version"] or doc["latest_version"]
+    version = documents.version(tc.principal, doc["id"], number)
+    text = version.pop("text") or ""
+    chunks = version.pop("chunks")
+    out = {
+        "document": doc,
+        "version": number,
+        "is_current": number == doc["current_version"],
+        "status": version["status"],
+        "text": text[: args.max_characters],
+        "truncated": len(text) > args.max_characters,
+        "characters": len(text),
+        "provenance": {k: version[k] for k in ("metadata", "filename", "media_type", "content_hash", "size_bytes",
+                                                 "created_at", "ready_at")},
+        "citation": {
+            "label": f"{doc['name']} v{number}",
+            "document_name": doc["name"],
+            "document_id": doc["id"],
+            "index_id": index.id,
+            "index_name": index.name,
+            "version": number,
+            "metadata": version["metadata"],
+        },
+        "data_boundary": boundary,
+    }
+    if args.include_chunks:
+        out["chunks"] = chunks
+    return out
+
+
+def run_list_indexes(tc: ToolContext, args: ListIndexesArgs) -> dict[str, Any]:
+    boundary = check_boundary(args.data_boundary)
+    listing = IndexService(tc.ctx).list(tc.principal, 1, MAX_LIST_INDEXES)
+    keys = ("id", "name", "description", "privacy_tier", "document_count", "embedding_model")
+    indexes = [
+        {k: i[k] for k in keys} | {"readable": _boundary_allows(tc, i["privacy_tier"], boundary, args.account_id)}
+        for i in listing["items"]
+    ]
+    return {"indexes": indexes, "total": listing["total"], "data_boundary": boundary}
+
+
+# -- the registry -------------------------------------------------------------
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    arguments: type[BaseModel]
+    run: Callable[[ToolContext, Any], dict[str, Any]]
+    field_docs: dict[str, str]
+
+    def input_schema(self) -> dict[str, Any]:
+        schema = _strip_titles(self.arguments.model_json_schema())
+        for field, doc in self.field_docs.items():
+            schema["properties"][field]["description"] = doc
+        return schema
+
+
+def _strip_titles(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_titles(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+    if isinstance(node, list):
+        return [_strip_titles(v) for v in node]
+    return node
+
+
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in (
+        Tool(
+            name="search",
+            description=(
+                "Search the project's document indexes (hybrid dense + BM25 by default) and return the best "
+                "matching passages of the current version of each live document, best first. Each result has "
+                "its text, score, highlights and a citation (document name, version, chunk position, provenance "
+                "metadata) to quote. Indexes the data boundary may not read are skipped (or refused when named)."
+            ),
+            arguments=SearchBody,
+            run=run_search,
+            field_docs={
+                "query": "what to look for, in natural language or keywords",
+                "top_k": "how many results (1-100)",
+                "result_type": "chunk (passages) or document (one row per document with its best chunk)",
+                "mode": "hybrid (default), dense (semantic) or lexical (BM25 keywords)",
+                "filters": 'metadata filters, e.g. {"author": "hr", "year": {"gte": 2025}, "tags": ["a", "b"]}',
+                "min_score": "drop results scoring below this",
+                "as_of_version": "search this version number of each document instead of the current one",
+                "include_history": "also search older ready versions",
+                "data_boundary": _BOUNDARY_DOC,
+                "account_id": "the account a personal-tier read is for (account_supercomputer_sync)",
+                "index_ids": "search only these index ids (from list_indexes); default all",
+                "rerank": "rerank with the configured cross-encoder",
+                "explain": "include per-result ranking details",
+            },
+        ),
+        Tool(
+            name="get_document",
+            description=(
+                "Read a document (its current version, or any older one) with its text and provenance: "
+                "filename, media type, content hash, upload metadata. Give document_id, or index_id and name."
+            ),
+            arguments=GetDocumentArgs,
+            run=run_get_document,
+            field_docs={
+                "document_id": "the document id (from a search result or a citation)",
+                "index_id": "the index id, with name",
+                "name": "the document name, with index_id",
+                "version": "a version number; default the current version",
+                "include_chunks": "also return the version's chunks with their positions",
+                "max_characters": "cut the text after this many characters",
+                "data_boundary": _BOUNDARY_DOC,
+                "account_id": "the account a personal-tier read is for",
+            },
+        ),
+        Tool(
+            name="list_indexes",
+            description=(
+                "List the project's document indexes: id, name, description, privacy tier, document count, "
+                "and whether the given data boundary may read each one."
+            ),
+            arguments=ListIndexesArgs,
+            run=run_list_indexes,
+            field_docs={"data_boundary": _BOUNDARY_DOC, "account_id": "the account a personal-tier read is for"},
+        ),
+    )
+}
+
+
+def tool_specs() -> list[dict[str, Any]]:
+    return [{"name": t.name, "description": t.description, "input_schema": t.input_schema()} for t in TOOLS.values()]
+
+
+def openai_tools() -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {"name": s["name"], "description": s["description"], "parameters": s["input_schema"]}}
+        for s in tool_specs()
+    ]
+
+
+def parse_arguments(arguments: dict[str, Any] | str | None) -> dict[str, Any]:
+    """OpenAI sends arguments as a JSON string; MCP and most callers as an object."""
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        return {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValidationFailed(f"arguments is not valid JSON: {exc}", field="arguments") from None
+    if not isinstance(arguments, dict):
+        raise ValidationFailed("arguments must be a JSON object", field="arguments")
+    return arguments
+
+
+def call_tool(tc: ToolContext, name: str, arguments: dict[str, Any] | str | None) -> dict[str, Any]:
+    tool = TOOLS.get(name)
+    if tool is None:
+        raise NotFound(f"unknown tool {name!r}", tool=name, available=sorted(TOOLS))
+    try:
+        args = tool.arguments.model_validate(parse_arguments(arguments))
+    except PydanticValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        first = errors[0]
+        raise ValidationFailed(f"{'.'.join(str(x) for x in first['loc']) or 'arguments'}: {first['msg']}",
+                               tool=name, errors=errors) from None
+    return jsonable_encoder(tool.run(tc, args))
+
+
+# -- HTTP ----------------------------------------------------------------------
+router = APIRouter(prefix="/v1/tools", tags=["tools"])
+
+
+class ToolCallFunction(BaseModel):
+    name: str
+    arguments: dict[str, Any] | str | None = None
+
+
+class ToolCallBody(BaseModel):
+    """`{"name", "arguments"}`, or an OpenAI tool call as the model emitted it
+    (`{"id", "type": "function", "function": {"name", "arguments"}}`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    arguments: dict[str, Any] | str | None = None
+    id: str | None = None
+    type: str | None = None
+    function: ToolCallFunction | None = None
+
+
+@router.get("/openai")
+def list_openai_tools(p: Principal = Depends(reader)) -> list[dict[str, Any]]:
+    return openai_tools()
+
+
+@router.post("/call")
+def call(body: ToolCallBody, request: Request, p: Principal = Depends(reader),
+         ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    name = body.function.name if body.function else body.name
+    if not name:
+        raise ValidationFailed("name is required", field="name")
+    arguments = body.function.arguments if body.function else body.arguments
+    out = {"name": name, "content": call_tool(ToolContext.from_app(request.app, p), name, arguments)}
+    if body.id:
+        out["tool_call_id"] = body.id
+    return out

@@ -1,0 +1,48 @@
+"""Reading evidence records and the append-only audit log (same project only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from rag_service.context import ServiceContext
+from rag_service.errors import NotFound
+from rag_service.models import AuditLog, Evidence
+from rag_service.services.common import Principal, page_of
+
+
+class AuditService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def evidence(self, principal: Principal, evidence_id: str) -> dict[str, Any]:
+        with self.ctx.db.session() as s:
+            record = s.get(Evidence, evidence_id)
+        if record is None or record.project_id != principal.project_id:
+            raise NotFound("evidence not found", evidence_id=evidence_id)
+        return {"evidence_id": record.id, "kind": record.kind, "created_at": record.created_at, **record.body}
+
+    def log(self, principal: Principal, action: str | None, since: datetime | None, until: datetime | None,
+            page: int, per_page: int) -> dict[str, Any]:
+        with self.ctx.db.session() as s:
+            q = select(AuditLog).where(AuditLog.project_id == principal.project_id)
+            if action:
+                q = q.where(AuditLog.action == action)
+            if since:
+                q = q.where(AuditLog.created_at >= _aware(since))
+            if until:
+                q = q.where(AuditLog.created_at <= _aware(until))
+            total = s.exec(select(func.count()).select_from(q.subquery())).one()
+            rows = s.exec(q.order_by(AuditLog.id).offset((page - 1) * per_page).limit(per_page)).all()
+        items = [{"id": r.id, "created_at": r.created_at, "action": r.action, "key_id": r.key_id,
+                  "target_type": r.target_type, "target_id": r.target_id, "detail": r.detail} for r in rows]
+        return page_of(items, total, page, per_page)
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import timezone
+
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
