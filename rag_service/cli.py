@@ -50,6 +50,35 @@ def serve(host: str = typer.Option(None, help="default RAG_HOST or 127.0.0.1"),
                 workers=workers, log_level="info")
 
 
+@app.command()
+def worker(lease: float = typer.Option(None, help="job lease in seconds (default RAG_JOB_LEASE_SECONDS)"),
+           once: bool = typer.Option(False, help="run at most one job, then exit")) -> None:
+    """Run jobs from the shared job table (claims with a lease; safe to run several)."""
+    import signal
+
+    from rag_service.context import build_context
+    from rag_service.services.jobs import JobRunner
+
+    settings = Settings()
+    if not settings.qdrant_url:
+        typer.echo("note: embedded vector store: run the worker only while no API process holds the shards "
+                   "(the API runs jobs in-process in the embedded mode)", err=True)
+    ctx = build_context(settings)
+    runner = JobRunner(ctx, lease_seconds=lease or settings.job_lease_seconds)
+    ctx.runner = runner
+    typer.echo(f"worker {runner.owner} polling for jobs", err=True)
+    if once:
+        runner.run_once()
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop(timeout=0))
+        try:
+            runner.run_forever()
+        except KeyboardInterrupt:
+            pass
+    ctx.vectors.close()
+    ctx.db.dispose()
+
+
 @keys_app.command("create")
 def keys_create(project: str = typer.Option(..., help="project name (created if needed)"),
                 role: str = typer.Option("reader", help="reader | editor | admin"),
