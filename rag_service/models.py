@@ -54,6 +54,8 @@ class Index(SQLModel, table=True):
     # Mean chunk length (tokens) the stored lexical vectors were encoded with.
     bm25_avg_len: float = 0.0
     collection: str
+    # What a rollback returns to: the settings and collection before the last reindex swap.
+    previous: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -100,6 +102,8 @@ class Chunk(SQLModel, table=True):
     version_id: str = Field(foreign_key="document_version.id", index=True)
     document_id: str = Field(index=True)
     index_id: str = Field(index=True)
+    # The collection generation this chunking belongs to (a reindex builds a new one).
+    collection: str = Field(default="", index=True)
     version: int
     ordinal: int
     text: str

@@ -224,7 +224,7 @@ class DocumentService:
                 )
                 s.add(version)
                 s.flush()
-                chunks = chunk_rows(index.id, doc.id, version.id, number, prepared)
+                chunks = chunk_rows(index, doc.id, version.id, number, prepared)
                 s.add_all(chunks)
                 if blob is not None:
                     s.add(UploadBlob(version_id=version.id, data=blob))
@@ -298,7 +298,9 @@ class DocumentService:
             v = s.exec(select(DocumentVersion).where(DocumentVersion.document_id == doc.id, DocumentVersion.version == number)).first()
             if v is None:
                 raise NotFound("version not found", document_id=document_id, version=number)
-            chunks = s.exec(select(Chunk).where(Chunk.version_id == v.id).order_by(Chunk.ordinal)).all()
+            collection = s.get(Index, doc.index_id).collection
+            chunks = s.exec(select(Chunk).where(Chunk.version_id == v.id, Chunk.collection == collection)
+                            .order_by(Chunk.ordinal)).all()
         out = version_view(v, include_text=True) | {"document_id": doc.id, "name": doc.name, "index_id": doc.index_id}
         out["chunks"] = [
             {"chunk_id": c.id, "ordinal": c.ordinal, "text": c.text, "page": c.page, "section": c.section} for c in chunks

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 POINT_NAMESPACE = uuid.UUID("6f1d8a0e-3c55-4a8e-9a57-2b1f0c9d7e41")
 
 
-def point_id(index_id: str, document_id: str, version: int, ordinal: int) -> str:
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{index_id}/{document_id}/{version}/{ordinal}"))
+def point_id(collection: str, document_id: str, version: int, ordinal: int) -> str:
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{collection}/{document_id}/{version}/{ordinal}"))
 
 
 @dataclass
@@ -68,6 +68,18 @@ def prepare_upload(data: bytes, filename: str, max_characters: int, overlap: int
     )
 
 
+def prepare_text(text: str, max_characters: int, overlap: int) -> PreparedUpload:
+    """Re-chunk a version from its stored text (a reindex with new chunking settings)."""
+    from unstructured.partition.text import partition_text
+
+    from pipelines.parse import _install_offline_spacy
+
+    _install_offline_spacy()
+    chunks = chunk_elements(partition_text(text=text), max_characters, overlap)
+    return PreparedUpload(filename="", media_type="text/plain", content_hash="", size=len(text), text=text,
+                          chunks=chunks, tokens=[tokenize(c.text) for c in chunks])
+
+
 def sniff_upload(data: bytes, filename: str) -> PreparedUpload:
     """The checks an asynchronous upload can answer at once; parsing happens in its job."""
     try:
@@ -80,13 +92,15 @@ def sniff_upload(data: bytes, filename: str) -> PreparedUpload:
                           size=len(data), text="", chunks=[], tokens=[])
 
 
-def chunk_rows(index_id: str, document_id: str, version_id: str, number: int, prepared: PreparedUpload) -> list[Chunk]:
+def chunk_rows(index: Index, document_id: str, version_id: str, number: int, prepared: PreparedUpload) -> list[Chunk]:
+    """Chunk rows of one version in the index's collection generation (index.collection)."""
     return [
         Chunk(
-            id=point_id(index_id, document_id, number, c.ordinal),
+            id=point_id(index.collection, document_id, number, c.ordinal),
             version_id=version_id,
             document_id=document_id,
-            index_id=index_id,
+            index_id=index.id,
+            collection=index.collection,
             version=number,
             ordinal=c.ordinal,
             text=c.text,
@@ -240,8 +254,10 @@ class IngestionService:
             mean = s.exec(
                 select(func.avg(Chunk.token_count))
                 .join(Document, Document.id == Chunk.document_id)
+                .join(Index, Index.id == Chunk.index_id)
                 .where(
                     Chunk.index_id == index_id,
+                    Chunk.collection == Index.collection,
                     Chunk.version == Document.current_version,
                     Document.deleted_at.is_(None),
                 )
@@ -275,7 +291,7 @@ class IngestionService:
                 rows = s.exec(
                     select(Chunk.id, Chunk.text)
                     .join(DocumentVersion, DocumentVersion.id == Chunk.version_id)
-                    .where(Chunk.index_id == index_id, Chunk.id > last_id, DocumentVersion.status == "ready")
+                    .where(Chunk.collection == index.collection, Chunk.id > last_id, DocumentVersion.status == "ready")
                     .order_by(Chunk.id)
                     .limit(1000)
                 ).all()

@@ -3,7 +3,6 @@ again after its process died redoes only what is not done."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +31,8 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
         document = s.get(Document, version.document_id) if version else None
         index = s.get(Index, document.index_id) if document else None
         blob = s.get(UploadBlob, version_id)
-        existing = s.exec(select(Chunk).where(Chunk.version_id == version_id).order_by(Chunk.ordinal)).all()
+        existing = s.exec(select(Chunk).where(Chunk.version_id == version_id, Chunk.collection == index.collection)
+                          .order_by(Chunk.ordinal)).all() if index else []
     if version is None or document is None or index is None:
         raise PermanentJobError("the version to ingest no longer exists")
     if version.status == "ready":
@@ -49,7 +49,7 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
         except ServiceError as exc:
             ingestion._mark_failed(version.id, f"{exc.code}: {exc.message}")
             raise PermanentJobError(f"{exc.code}: {exc.message}") from None
-        chunks = chunk_rows(index.id, document.id, version.id, version.version, prepared)
+        chunks = chunk_rows(index, document.id, version.id, version.version, prepared)
         with ctx.db.session() as s:
             s.add_all(chunks)
             s.exec(update(DocumentVersion).where(DocumentVersion.id == version.id).values(
@@ -90,42 +90,24 @@ def _parse_eval_set(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, d
 
 
 def run_eval(handle: JobHandle) -> dict[str, Any]:
-    import numpy as np
-    from ranx import Qrels, Run, evaluate
-
-    from rag_service.services.search import SearchParams, SearchService
+    from rag_service.services.reindex import evaluate_indexes
 
     ctx = handle.runner.ctx
     job = handle.job
     queries, qrels = _parse_eval_set(job.params)
     modes = job.params.get("modes") or ["dense", "lexical", "hybrid"]
-    top_k = int(job.params.get("top_k", 100))
-    search = SearchService(ctx)
-    principal = _principal(handle)
-    metrics: dict[str, Any] = {}
-    total = len(modes) * len(queries)
-    done = 0
-    for mode in modes:
-        run: dict[str, dict[str, float]] = {}
-        latencies = []
-        for qid, text in queries.items():
-            started = time.perf_counter()
-            out = search.search(principal, SearchParams(
-                query=text, top_k=top_k, mode=mode, result_type="document", data_boundary=job.data_boundary,
-                account_id=job.account_id, explain=False, record_evidence=False), path_index=job.index_id)
-            latencies.append((time.perf_counter() - started) * 1000)
-            # Rank-based scores: document names are the qrels' ids, ties broken by rank.
-            run[qid] = {r["document_name"]: float(top_k - rank) for rank, r in enumerate(out["results"])} or {"__none__": 0.0}
-            done += 1
-            if done % 10 == 0:
-                handle.progress(100 * done / total)
-        scores = evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@100", "mrr@10"])
-        metrics[mode] = {k: round(float(v), 4) for k, v in scores.items()} | {
-            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2),
-            "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
-            "latency_ms_p99": round(float(np.percentile(latencies, 99)), 2),
-            "queries": len(queries),
-        }
+    with ctx.db.session() as s:
+        index = s.get(Index, job.index_id)
+    if index is None:
+        raise PermanentJobError("index not found")
+    total, done = len(modes) * len(queries), [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if done[0] % 10 == 0:
+            handle.progress(100 * done[0] / total)
+
+    metrics = evaluate_indexes(ctx, index, queries, qrels, modes, int(job.params.get("top_k", 100)), tick)
     with ctx.db.session() as s:
         s.add(EvalRun(project_id=job.project_id, index_id=job.index_id, job_id=job.id, metrics=metrics))
         s.commit()
@@ -171,7 +153,16 @@ def _reconcile_document(ctx, ingestion, index, doc, versions, stuck_after, repor
         in_flight_too_long = v.status in ("indexing", "pending") and now - created > stuck_after
         if v.status == "ready" or in_flight_too_long:
             with ctx.db.session() as s:
-                chunks = list(s.exec(select(Chunk).where(Chunk.version_id == v.id).order_by(Chunk.ordinal)).all())
+                chunks = list(s.exec(select(Chunk).where(Chunk.version_id == v.id, Chunk.collection == alias)
+                                     .order_by(Chunk.ordinal)).all())
+            if not chunks and v.status == "ready" and v.text:
+                # ready but not in this collection generation (uploaded during a reindex swap)
+                from rag_service.services.reindex import fill_collection
+
+                fill_collection(ctx, index, index.id)
+                report["found"].append({"document_id": doc.id, "version": v.version, "problem": "not in collection"})
+                report["fixed"].append({"document_id": doc.id, "version": v.version, "action": "rebuilt from text"})
+                continue
             if not chunks:
                 continue  # a pending async upload not parsed yet: its ingest job owns it
             points = ctx.vectors.count(alias, where)
@@ -245,4 +236,11 @@ def run_purge(handle: JobHandle) -> dict[str, Any]:
             "older_than_seconds": older, "retain_versions": retain}
 
 
-HANDLERS = {"ingest": run_ingest, "eval": run_eval, "reconcile": run_reconcile, "purge": run_purge}
+def run_reindex(handle: JobHandle) -> dict[str, Any]:
+    from rag_service.services.reindex import run_reindex as reindex
+
+    return reindex(handle)
+
+
+HANDLERS = {"ingest": run_ingest, "eval": run_eval, "reconcile": run_reconcile, "purge": run_purge,
+            "reindex": run_reindex}

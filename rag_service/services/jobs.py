@@ -40,9 +40,11 @@ JOB_CLASSES: dict[str, dict[str, Any]] = {
     "purge": {"status": "live", "needs_index": False, "boundaries": ALL_BOUNDARIES,
               "description": "Hard-delete documents soft-deleted longer than params.older_than_seconds, and drop "
                              "the vectors of versions beyond params.retain_versions."},
-    "reindex": {"status": "planned", "needs_index": True, "boundaries": ALL_BOUNDARIES,
-                "description": "Re-embed an index with a new model or chunking into a shadow collection, evaluate, "
-                               "and swap only if not worse. Not live yet."},
+    "reindex": {"status": "live", "needs_index": True, "boundaries": ALL_BOUNDARIES,
+                "description": "Re-embed an index with a new embedding_model and/or chunk_max_characters / "
+                               "chunk_overlap into a shadow collection while the old one serves, evaluate both on "
+                               "params.eval (or the index's last eval set), and swap only if nDCG@10 drops by no more "
+                               "than params.max_ndcg_drop; params.rollback=true swaps back."},
     "graph_summary": {"status": "planned", "needs_index": True, "boundaries": ALL_BOUNDARIES,
                       "description": "Graph-based corpus summaries. Planned."},
     "visual_rag": {"status": "planned", "needs_index": True, "boundaries": ALL_BOUNDARIES,

@@ -153,7 +153,7 @@ class SearchService:
                 indexes_excluded=excluded,
             )
 
-        results, stale_dropped, models = self._retrieve(allowed, p, conditions)
+        results, stale_dropped, models = self.retrieve(allowed, p, conditions)
         evidence = {
             "mode": p.mode,
             "model": models[0] if len(models) == 1 else models,
@@ -185,7 +185,8 @@ class SearchService:
                 "privacy_tiers_read": evidence["privacy_tiers_read"]}
 
     # -- retrieval -------------------------------------------------------------
-    def _retrieve(self, indexes: list[Index], p: SearchParams, conditions) -> tuple[list[dict], int, list[str]]:
+    def retrieve(self, indexes: list[Index], p: SearchParams, conditions=()) -> tuple[list[dict], int, list[str]]:
+        """Search the given (already authorised) indexes: (rows, stale dropped, models)."""
         models = sorted({i.embedding_model for i in indexes})
         if not indexes:
             return [], 0, models

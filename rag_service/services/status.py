@@ -93,7 +93,8 @@ class StatusService:
             index_ids = list(s.exec(select(Index.id).where(Index.project_id == pid)).all())
             docs = s.exec(select(func.count(Document.id)).where(Document.project_id == pid, Document.deleted_at.is_(None))).one()
             versions = s.exec(select(func.count(DocumentVersion.id)).join(Document).where(Document.project_id == pid)).one()
-            chunks = s.exec(select(func.count(Chunk.id)).where(Chunk.index_id.in_(index_ids))).one() if index_ids else 0
+            chunks = s.exec(select(func.count(Chunk.id)).join(Index, Index.collection == Chunk.collection)
+                            .where(Index.project_id == pid)).one()
             evals = {}
             for index_id in index_ids:
                 run = s.exec(select(EvalRun).where(EvalRun.index_id == index_id).order_by(EvalRun.created_at.desc())).first()
