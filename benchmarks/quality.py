@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", default="auto",
                    help="concurrent upload threads, or 'auto': time the first uploads one at a time and "
                         "switch to --max-workers when the whole corpus would take longer than --budget-min")
-    p.add_argument("--max-workers", type=int, default=3)
+    p.add_argument("--max-workers", type=int, default=2)
     p.add_argument("--budget-min", type=float, default=25.0)
     p.add_argument("--chunk-chars", type=int, default=4000,
                    help="index chunk_max_characters: large, so most documents are one chunk (as MTEB embeds them)")
@@ -150,8 +150,11 @@ def bm25_baseline(ds: BeirDataset, k1: float, b: float):
 
 
 def score(ds: BeirDataset, run: dict[str, dict[str, float]]) -> dict[str, float]:
+    import warnings
+
     from ranx import Qrels, Run, evaluate
 
+    warnings.filterwarnings("ignore", message="unsafe cast", module="ranx")  # numba noise on uint64 ids
     qrels = Qrels({q: dict(d) for q, d in ds.qrels.items()})
     # A query the service answered with nothing must count as zero, not vanish.
     run = {q: (run.get(q) or {}) for q in ds.queries}

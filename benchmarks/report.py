@@ -30,6 +30,10 @@ def write_markdown(out: Path, results: dict[str, Any]) -> Path:
         "Service modes go through `POST /v1/indexes/{id}/search` (result_type=document, top_k=100); "
         "latency is client-side per query, p50.",
         "",
+    ]
+    if results.get("subset"):
+        lines += ["**Subset run: these numbers are not comparable with the published full-collection ones.**", ""]
+    lines += [
         "| system | nDCG@10 | Recall@100 | MRR@10 | p50 ms | published counterpart |",
         "|---|---|---|---|---|---|",
     ]
@@ -38,9 +42,12 @@ def write_markdown(out: Path, results: dict[str, Any]) -> Path:
         ref = next((r for r in refs if r["system"] == counterpart), None)
         ref_txt = f"{counterpart}: {_fmt(ref['ndcg@10'])}" if ref else ""
         lines.append(f"| ours: {mode} | {_fmt(m['ndcg@10'])} | {_fmt(m['recall@100'])} | {_fmt(m['mrr@10'])} "
-                     f"| {_fmt(m.get('latency_ms_p50'), 1)} | {ref_txt} |")
+                     f"| {_fmt(m.get('latency_ms_p50'), 1)}{'*' if m.get('latency_note') else ''} | {ref_txt} |")
     for r in refs:
         lines.append(f"| {r['system']} | {_fmt(r['ndcg@10'])} | {_fmt(r['recall@100'])} | – | – | {r['source']} |")
+    if any(m.get("latency_note") for m in modes.values()):
+        lines += ["", "\\* rank_bm25 latency is an in-process `get_scores` over the whole corpus, without HTTP, SQL "
+                  "or result shaping: not comparable with the service's latencies."]
     ing = results.get("ingestion")
     if ing:
         lines += [
@@ -66,7 +73,8 @@ def write_chart(out: Path, results: dict[str, Any]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bars = [(f"ours: {mode}", m["ndcg@10"], "#1f77b4") for mode, m in results["modes"].items()]
+    bars = [(f"ours: {mode}", m["ndcg@10"], "#ff7f0e" if mode.startswith("rank_bm25") else "#1f77b4")
+            for mode, m in results["modes"].items()]
     bars += [(r["system"], r["ndcg@10"], "#aaaaaa") for r in results.get("references", []) if r["ndcg@10"] is not None]
     labels = [b[0] if len(b[0]) <= 60 else b[0][:57] + "..." for b in bars]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(bars) + 1.5))
@@ -78,7 +86,9 @@ def write_chart(out: Path, results: dict[str, Any]) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("nDCG@10")
     ax.set_xlim(0, max(b[1] for b in bars) * 1.15)
-    ax.set_title(f"{results['dataset']} ({results.get('split', 'test')}): ours (blue) vs published (grey)")
+    subset = " - SUBSET, not comparable" if results.get("subset") else ""
+    ax.set_title(f"{results['dataset']} ({results.get('split', 'test')}{subset}): "
+                 "service (blue), rank_bm25 (orange), published (grey)", fontsize=10)
     fig.tight_layout()
     path = out / "results.png"
     fig.savefig(path, dpi=120)

@@ -33,6 +33,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print the raw JSON answer
 # Document names are labels without "/" (the service keeps only the last path
 # part), so a file's path below the ingested folder is joined with this.
 NAME_SEPARATOR = ":"
+BOUNDARY_HELP = "computer | account_supercomputer_sync | private_supercomputer | global_public_only"
 
 
 def make_client(url: str | None, api_key: str | None) -> RagClient:
@@ -140,6 +141,7 @@ def indexes_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y", h
 @dataclass
 class FileResult:
     path: str
+    source: str  # the path below the ingested folder
     name: str
     outcome: str  # created | updated | unchanged | failed | skipped
     version: int | None = None
@@ -148,44 +150,53 @@ class FileResult:
 
 
 def collect_files(root: Path) -> tuple[list[tuple[Path, str]], list[FileResult]]:
-    """(files to upload as (path, document name), files skipped). Hidden files and folders are ignored."""
+    """(files to upload as (path, path below root), files skipped). Hidden files and folders are ignored."""
     from pipelines.parse import MEDIA_TYPES
 
     if root.is_file():
         candidates = [(root, root.name)]
     else:
-        candidates = []
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-                candidates.append((path, NAME_SEPARATOR.join(rel.parts)))
+        candidates = [(p, p.relative_to(root).as_posix()) for p in sorted(root.rglob("*"))
+                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
     files, skipped = [], []
-    for path, name in candidates:
+    for path, source in candidates:
         if path.suffix.lower() in MEDIA_TYPES:
-            files.append((path, name))
+            files.append((path, source))
         else:
-            skipped.append(FileResult(str(path), name, "skipped", reason=f"unsupported file type {path.suffix or '(none)'!r}"))
+            reason = f"unsupported file type {path.suffix or '(none)'!r}"
+            skipped.append(FileResult(str(path), source, document_name(source), "skipped", reason=reason))
     return files, skipped
 
 
-def _upload_one(client: RagClient, index_id: str, path: Path, name: str, metadata: dict[str, Any],
+def document_name(source: str) -> str:
+    return source.replace("/", NAME_SEPARATOR)
+
+
+def _upload_one(client: RagClient, index_id: str, path: Path, source: str, metadata: dict[str, Any],
                 existing: dict[str, dict[str, Any]]) -> FileResult:
+    name = document_name(source)
+    result = FileResult(str(path), source, name, "failed")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return FileResult(str(path), name, "failed", reason=f"cannot read: {exc}")
+        result.reason = f"cannot read: {exc}"
+        return result
     known = existing.get(name)
     if (known and known["version"] == known["latest_version"] and known["status"] == "ready"
             and known["content_hash"] == hashlib.sha256(data).hexdigest() and known["metadata"] == metadata):
-        return FileResult(str(path), name, "unchanged", known["version"], known["id"])
+        result.outcome, result.version, result.document_id = "unchanged", known["version"], known["id"]
+        return result
     try:
         doc = client.upload(index_id, data, name=name, filename=path.name, metadata=metadata)
     except RagError as exc:
-        return FileResult(str(path), name, "failed", reason=f"{exc.code}: {exc.message}")
+        result.reason = f"{exc.code}: {exc.message}"
+        return result
     except httpx.HTTPError as exc:
-        return FileResult(str(path), name, "failed", reason=f"{type(exc).__name__}: {exc}")
-    outcome = "unchanged" if doc.get("unchanged") else ("created" if doc["version"] == 1 else "updated")
-    return FileResult(str(path), name, outcome, doc["version"], doc["id"])
+        result.reason = f"{type(exc).__name__}: {exc}"
+        return result
+    result.outcome = "unchanged" if doc.get("unchanged") else ("created" if doc["version"] == 1 else "updated")
+    result.version, result.document_id = doc["version"], doc["id"]
+    return result
 
 
 def ingest(
@@ -215,12 +226,12 @@ def ingest(
                             console=_err(), disable=as_json)
         with progress, ThreadPoolExecutor(max_workers=workers) as pool:
             task = progress.add_task("ingest", total=len(files))
-            futures = [pool.submit(_upload_one, client, target["id"], p, name, {"source_path": name.replace(NAME_SEPARATOR, "/"), **extra}, existing)
-                       for p, name in files]
+            futures = [pool.submit(_upload_one, client, target["id"], p, source, {"source_path": source, **extra}, existing)
+                       for p, source in files]
             for future in as_completed(futures):
                 results.append(future.result())
                 progress.advance(task)
-    results.sort(key=lambda r: r.path)
+    results.sort(key=lambda r: r.source)
     counts = {k: sum(r.outcome == k for r in results) for k in ("created", "updated", "unchanged", "failed", "skipped")}
     if as_json:
         _print_json({"index_id": target["id"], "index": target["name"], **counts, "files": [asdict(r) for r in results]})
@@ -237,7 +248,7 @@ def _print_summary(index_name: str, counts: dict[str, int], results: list[FileRe
     if problems:
         table = Table("file", "outcome", "reason")
         for r in problems:
-            table.add_row(escape(r.path), "[red]failed[/red]" if r.outcome == "failed" else "skipped", escape(r.reason or ""))
+            table.add_row(escape(r.source), "[red]failed[/red]" if r.outcome == "failed" else "skipped", escape(r.reason or ""))
         console.print(table)
 
 
@@ -255,12 +266,12 @@ def _highlight_markup(snippet: str) -> str:
 
 def search(
     query: str,
-    index: Annotated[Optional[list[str]], typer.Option("--index", "-i", help="index name or id (repeatable); default all")] = None,
+    index: Annotated[Optional[list[str]], typer.Option("--index", "-i", help="index name or id (repeatable)")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 10,
     mode: Annotated[str, typer.Option(help="hybrid | dense | lexical")] = "hybrid",
     result_type: Annotated[str, typer.Option(help="chunk | document")] = "chunk",
-    filters: Annotated[Optional[str], typer.Option("--filter", help='metadata filters as JSON, e.g. {"year": {"gte": 2025}}')] = None,
-    data_boundary: Annotated[Optional[str], typer.Option(help="computer | account_supercomputer_sync | private_supercomputer | global_public_only")] = None,
+    filters: Annotated[Optional[str], typer.Option("--filter", help='metadata filters as JSON: {"year": {"gte": 2025}}')] = None,
+    data_boundary: Annotated[Optional[str], typer.Option(help=BOUNDARY_HELP)] = None,
     url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Search, and show the hits with highlights and citations."""
@@ -279,7 +290,8 @@ def search(
         if hit.get("section"):
             where += f", § {escape(str(hit['section']))}"
         meta = ", ".join(f"{k}={v}" for k, v in (hit.get("metadata") or {}).items())
-        document = f"[bold]{escape(hit['document_name'])}[/bold] v{hit['version']}\n{where}\n[dim]{escape(hit['index_name'])}[/dim]"
+        document = (f"[bold]{escape(hit['document_name'])}[/bold] v{hit['version']}\n{where}\n"
+                    f"[dim]{escape(hit['index_name'])}[/dim]")
         if meta:
             document += f"\n[dim]{escape(meta)}[/dim]"
         table.add_row(str(n), f"{row['score']:.4f}", document, passage)
@@ -308,8 +320,8 @@ def jobs_list(status: Annotated[Optional[str], typer.Option(help="only jobs in t
     table = Table("id", "class", "status", "progress", "boundary", "created")
     for j in items:
         progress = j.get("progress")
-        table.add_row(j["id"], str(j.get("job_class")), str(j.get("status")),
-                      "" if progress is None else f"{progress:.0f}%", str(j.get("data_boundary") or ""), str(j.get("created_at") or ""))
+        table.add_row(j["id"], str(j.get("job_class")), str(j.get("status")), "" if progress is None else f"{progress:.0f}%",
+                      str(j.get("data_boundary") or ""), str(j.get("created_at") or ""))
     _out().print(table)
 
 
@@ -327,7 +339,8 @@ def jobs_cancel(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json
         job = client.cancel_job(job_id)
     if as_json:
         return _print_json(job)
-    _out().print(f"job {job.get('id', job_id)}: {job.get('status')}" + (" (cancel requested)" if job.get("cancel_requested") else ""))
+    note = " (cancel requested)" if job.get("cancel_requested") else ""
+    _out().print(f"job {job.get('id', job_id)}: {job.get('status')}{note}")
 
 
 def status(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+from functools import lru_cache
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,9 +77,15 @@ class Reranker:
         return [float(s) for s in self._model.predict([(query, t) for t in texts], show_progress_bar=False)]
 
 
+@lru_cache(maxsize=100_000)
+def _stem(word: str) -> str | None:
+    tokens = tokenize(word)
+    return tokens[0] if tokens else None
+
+
 def highlight(text: str, query_stems: set[str], width: int = 240) -> list[str]:
     """Mark the words whose stem is a query term, in a short snippet around the first match."""
-    spans = [m.span() for m in re.finditer(r"\w+", text) if set(tokenize(m.group())) & query_stems]
+    spans = [m.span() for m in re.finditer(r"\w+", text) if _stem(m.group()) in query_stems]
     if not spans:
         return []
     start = max(0, spans[0][0] - width // 3)
@@ -216,14 +223,18 @@ class SearchService:
                 break
             limit *= 3  # stale hits took room: ask for more so filters still fill top_k
         rows = self._hydrate(confirmed)
-        self.finish(rows, p.query)
         if p.rerank and rows:
             rows = self._rerank(p.query, rows)
         if p.min_score is not None:
             rows = [r for r in rows if r["score"] >= p.min_score]
         if p.result_type == "document":
-            return _group_documents(rows)[: p.top_k], stale_total, models
-        return rows[: p.top_k], stale_total, models
+            docs = _group_documents(rows)[: p.top_k]
+            self.finish([d["best_chunk"] for d in docs], p.query)
+            return docs, stale_total, models
+        # Highlights only for what is returned: stemming every candidate's words was most of a search.
+        rows = rows[: p.top_k]
+        self.finish(rows, p.query)
+        return rows, stale_total, models
 
     def _query_all(self, indexes, p, dense_by_model, sparse, base, limit) -> list[_Candidate]:
         settings = self.ctx.settings
@@ -262,7 +273,8 @@ class SearchService:
                     if hit.id in lex_rank:
                         explain.update(lexical_rank=lex_rank[hit.id][0], lexical_score=lex_rank[hit.id][1])
                 out.append(_Candidate(hit=hit, index=index, explain=explain))
-        out.sort(key=lambda c: c.hit.score, reverse=True)
+        # Ties (mirrored ranks in RRF) are broken by chunk id so identical requests answer identically.
+        out.sort(key=lambda c: (-c.hit.score, c.hit.id))
         return out
 
     def _confirm(self, candidates: list[_Candidate], p: SearchParams) -> tuple[list[_Candidate], int]:
@@ -340,7 +352,7 @@ class SearchService:
             row["explain"]["retrieval_score"] = row["score"]
             row["explain"]["rerank_score"] = score
             row["score"] = score
-        return sorted(rows, key=lambda r: r["score"], reverse=True)
+        return sorted(rows, key=lambda r: (-r["score"], r["chunk_id"]))
 
     def finish(self, rows: list[dict[str, Any]], query: str) -> None:
         stems = set(tokenize(query))
@@ -365,4 +377,4 @@ def _group_documents(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         else:
             doc["matching_chunks"] += 1
-    return sorted(grouped.values(), key=lambda d: d["score"], reverse=True)
+    return sorted(grouped.values(), key=lambda d: (-d["score"], d["document_id"]))
