@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, or_, update
@@ -44,28 +44,15 @@ class PreparedUpload:
 
 def prepare_upload(data: bytes, filename: str, max_characters: int, overlap: int) -> PreparedUpload:
     """Parse and chunk; raise a domain error for anything that must not become a version."""
+    sniffed = sniff_upload(data, filename)
     try:
-        media_type = media_type_for(filename)
-    except UnsupportedFormat as exc:
-        raise UnsupportedMediaType(str(exc), filename=filename) from None
-    if not data:
-        raise EmptyDocument("the file is empty", filename=filename)
-    try:
-        parsed, raw = parse_document(data, filename, media_type)
+        parsed, raw = parse_document(data, filename, sniffed.media_type)
     except ParseFailure as exc:
-        raise CorruptDocument(str(exc), filename=filename, media_type=media_type) from None
+        raise CorruptDocument(str(exc), filename=filename, media_type=sniffed.media_type) from None
     chunks = chunk_elements(raw, max_characters, overlap)
     if not chunks:
-        raise EmptyDocument("no text could be extracted from the file", filename=filename, media_type=media_type)
-    return PreparedUpload(
-        filename=filename,
-        media_type=media_type,
-        content_hash=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        text=parsed.text,
-        chunks=chunks,
-        tokens=[tokenize(c.text) for c in chunks],
-    )
+        raise EmptyDocument("no text could be extracted from the file", filename=filename, media_type=sniffed.media_type)
+    return replace(sniffed, text=parsed.text, chunks=chunks, tokens=[tokenize(c.text) for c in chunks])
 
 
 def prepare_text(text: str, max_characters: int, overlap: int) -> PreparedUpload:
