@@ -176,7 +176,8 @@ class ServiceHarness:
 
         # Pin the embedded defaults whatever RAG_DATABASE_URL / RAG_QDRANT_URL say; other
         # RAG_* settings (embedding precision, batch size, ...) still apply and are recorded.
-        self.settings = Settings(data_dir=self.data_dir, database_url="", qdrant_url="")
+        # Benchmarks drive one key far past any sensible per-key limit: measure, do not throttle.
+        self.settings = Settings(data_dir=self.data_dir, database_url="", qdrant_url="", rate_limit_per_minute=0)
         self.ctx = build_context(self.settings)
         self.client = TestClient(create_app(self.settings, ctx=self.ctx))
         self.client.__enter__()

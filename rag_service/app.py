@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from rag_service.api import documents, indexes, keys, rag, search
+from rag_service.api.deps import api_key_from
 from rag_service.api.errors import error_response, install_error_handlers
 from rag_service.config import Settings
 from rag_service.context import ServiceContext, build_context
 from rag_service.services.auth import AuthService
 from rag_service.services.jobs import JobRunner
+from rag_service.services.ratelimit import RateLimiter
 from rag_service.services.search import Reranker, SearchService
 
 log = logging.getLogger("rag_service")
@@ -45,6 +47,29 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
 
     app = FastAPI(title="RAG service", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+
+    limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
+
+    @app.middleware("http")
+    async def rate_limit(request: Request, call_next):
+        key = api_key_from(request)
+        if limiter is None or not key:
+            return await call_next(request)
+        decision = limiter.check(key)
+        headers = {"X-RateLimit-Limit": str(decision.limit), "X-RateLimit-Remaining": str(decision.remaining),
+                   "X-RateLimit-Reset": str(decision.reset_s)}
+        if not decision.allowed:
+            return error_response("rate_limited", f"more than {decision.limit} requests a minute for this key",
+                                  request=request, headers={**headers, "Retry-After": str(decision.reset_s)})
+        response = await call_next(request)
+        response.headers.update(headers)
+        return response
+
+    if settings.cors_origins.strip():
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+                           allow_methods=["*"], allow_headers=["*"], expose_headers=["ETag", "X-Request-ID"])
 
     @app.middleware("http")
     async def request_id_and_size(request: Request, call_next):

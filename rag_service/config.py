@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     job_runner: Literal["inprocess", "off"] = "inprocess"
     job_lease_seconds: float = 60.0
 
+    # Requests per API key per minute (0 turns limiting off).
+    rate_limit_per_minute: int = 1200
+    # Comma-separated origins allowed by CORS; empty means CORS is off.
+    cors_origins: str = ""
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "rag.db"
