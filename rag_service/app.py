@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 
 from rag_service.api import documents, indexes, keys, rag, search
 from rag_service.api.deps import api_key_from
@@ -14,7 +15,7 @@ from rag_service.api.errors import error_response, install_error_handlers
 from rag_service.config import Settings
 from rag_service.context import ServiceContext, build_context
 from rag_service.services.auth import AuthService
-from rag_service.services.jobs import JobRunner
+from rag_service.services.jobs import JobRunner, JobService
 from rag_service.services.ratelimit import RateLimiter
 from rag_service.services.search import Reranker, SearchService
 
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         app.state.search_service = lambda c: SearchService(c, reranker)
         if settings.bootstrap_key:
             AuthService(context.db).ensure_bootstrap_key(settings.bootstrap_key)
+        if context.metrics is not None:
+            context.metrics.watch_jobs(lambda: JobService(context).counts_by_class_and_state())
         if settings.job_runner == "inprocess":
             context.runner = JobRunner(context, lease_seconds=settings.job_lease_seconds)
             context.runner.start()
@@ -72,6 +75,16 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
                            allow_methods=["*"], allow_headers=["*"], expose_headers=["ETag", "X-Request-ID"])
 
     @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        metrics = getattr(getattr(request.app.state, "ctx", None), "metrics", None)
+        if metrics is not None:
+            route = getattr(request.scope.get("route"), "path", "unmatched")  # the template, never an id
+            metrics.http.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+
+    @app.middleware("http")
     async def request_id_and_size(request: Request, call_next):
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         length = request.headers.get("content-length")
@@ -90,6 +103,10 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
 
     app.include_router(tools.router)
     mcp_server.mount(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        return Response(request.app.state.ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

@@ -20,6 +20,7 @@ class ServiceContext:
     embedders: EmbedderRegistry
     embedding: CachedEmbedding
     runner: Any = None  # the in-process JobRunner, when this process runs one
+    metrics: Any = None  # rag_service.metrics.Metrics
 
 
 def build_vector_store(settings: Settings) -> VectorStore:
@@ -41,7 +42,10 @@ def build_context(
     embedders = embedders or EmbedderRegistry(
         precision=settings.embedding_precision, device=settings.embedding_device, batch_size=settings.embedding_batch_size
     )
+    from rag_service.metrics import Metrics
+
     return ServiceContext(
+        metrics=Metrics(),
         settings=settings,
         db=db,
         vectors=vectors or build_vector_store(settings),

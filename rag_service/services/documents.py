@@ -117,6 +117,8 @@ class DocumentService:
         if if_version is not None and if_version < 0:
             raise ValidationFailed("if_version must be >= 0", field="if_version")
         prepared = prepare_upload(data, filename, index.chunk_max_characters, index.chunk_overlap)
+        if self.ctx.metrics:
+            self.ctx.metrics.ingest_bytes.inc(len(data))
 
         unchanged = self._unchanged(index.id, name, prepared.content_hash, metadata, if_version)
         if unchanged is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
@@ -135,7 +136,10 @@ class IngestionService:
         self.promote(index, document.id, version.id, version.version)
 
     def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk]) -> None:
-        vectors, _ = self.ctx.embedding.embed(index.embedding_model, [c.text for c in chunks], [c.content_hash for c in chunks])
+        started = time.perf_counter()
+        vectors, computed = self.ctx.embedding.embed(index.embedding_model, [c.text for c in chunks], [c.content_hash for c in chunks])
+        if self.ctx.metrics and computed:
+            self.ctx.metrics.embed_batch.labels("document").observe(time.perf_counter() - started)
         params = self._bm25_params(index, [c.token_count for c in chunks])
         metadata = version.doc_metadata or {}
         self._ensure_metadata_indexes(index, metadata)
@@ -158,6 +162,8 @@ class IngestionService:
         ]
         for start in range(0, len(points), 256):
             self.ctx.vectors.upsert(index.collection, points[start : start + 256])
+        if self.ctx.metrics:
+            self.ctx.metrics.ingest_chunks.inc(len(points))
 
     _known_field_indexes: set[tuple[str, str]] = set()
 

@@ -175,6 +175,11 @@ class JobService:
             s.commit()
         return self.get(principal, job_id)
 
+    def counts_by_class_and_state(self) -> dict[tuple[str, str], int]:
+        with self.ctx.db.session() as s:
+            rows = s.exec(select(Job.job_class, Job.status, func.count(Job.id)).group_by(Job.job_class, Job.status)).all()
+        return {(c, st): n for c, st, n in rows}
+
     def counts_by_state(self, project_id: str) -> dict[str, int]:
         with self.ctx.db.session() as s:
             rows = s.exec(select(Job.status, func.count(Job.id)).where(Job.project_id == project_id).group_by(Job.status)).all()

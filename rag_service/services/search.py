@@ -161,6 +161,8 @@ class SearchService:
             )
 
         results, stale_dropped, models = self.retrieve(allowed, p, conditions)
+        if stale_dropped and self.ctx.metrics:
+            self.ctx.metrics.stale_dropped.inc(stale_dropped)
         evidence = {
             "mode": p.mode,
             "model": models[0] if len(models) == 1 else models,
@@ -201,7 +203,10 @@ class SearchService:
         if p.mode in ("dense", "hybrid"):
             for model in models:
                 try:
+                    started = time.perf_counter()
                     dense_by_model[model] = self.ctx.embedders.encode(model, [p.query])[0].tolist()
+                    if self.ctx.metrics:
+                        self.ctx.metrics.embed_batch.labels("query").observe(time.perf_counter() - started)
                 except Exception as exc:
                     raise RetrievalUnavailable(f"embedding model {model} unavailable: {exc}", component="embedder") from exc
         sparse = query_vector(p.query)
@@ -252,7 +257,10 @@ class SearchService:
                 with_components=p.explain and p.mode == "hybrid",
             )
             try:
+                started = time.perf_counter()
                 res = self.ctx.vectors.search(index.collection, req)
+                if self.ctx.metrics:
+                    self.ctx.metrics.vector_query.labels(p.mode).observe(time.perf_counter() - started)
             except StoreUnavailable as exc:
                 raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
             except KeyError as exc:

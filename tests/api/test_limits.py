@@ -34,3 +34,19 @@ def test_cors_off_by_default_and_configurable(app_factory):
     client, _ = app_factory(cors_origins="https://app.example")
     r = client.options("/v1/indexes", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
     assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_metrics_endpoint(app_factory):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    i = api.create_index()["id"]
+    api.upload(i, "m.txt", b"metrics count this upload of text")
+    api.search("metrics upload", i)
+    api.post("/v1/rag/jobs", json={"job_class": "reconcile", "index_id": i})
+    text = client.get("/metrics").text
+    assert 'rag_http_request_seconds_count{method="POST",route="/v1/indexes/{index_id}/search",status="200"} 1.0' in text
+    assert "rag_ingest_chunks_total 1.0" in text and "rag_ingest_bytes_total" in text
+    assert 'rag_vector_query_seconds_count{mode="hybrid"} 1.0' in text
+    assert 'rag_embedding_batch_seconds_count{kind="query"}' in text
+    assert 'rag_jobs{job_class="reconcile"' in text and "rag_search_stale_dropped_total 0.0" in text
+    assert api.key not in text
