@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     default_chunk_max_characters: int = 1000
     default_chunk_overlap: int = 0
     parse_timeout_s: float = 60.0
+    # Address-space limit of each parser process (0 = none).
+    parse_memory_mb: int = 4096
+    # Zip-based uploads (docx): refuse when they would inflate past this.
+    max_unzipped_mb: int = 500
 
     # BM25 document weights are computed with the index's mean chunk length;
     # when the true mean drifts further than this from the one used, the

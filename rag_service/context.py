@@ -21,6 +21,7 @@ class ServiceContext:
     embedding: CachedEmbedding
     runner: Any = None  # the in-process JobRunner, when this process runs one
     metrics: Any = None  # rag_service.metrics.Metrics
+    parser: Any = None  # rag_service.services.parsing.ParserPool; None parses in the calling thread
 
 
 def build_vector_store(settings: Settings) -> VectorStore:
@@ -44,8 +45,11 @@ def build_context(
     )
     from rag_service.metrics import Metrics
 
+    from rag_service.services.parsing import shared_pool
+
     return ServiceContext(
         metrics=Metrics(),
+        parser=shared_pool(settings.parse_timeout_s, settings.parse_memory_mb),
         settings=settings,
         db=db,
         vectors=vectors or build_vector_store(settings),

@@ -16,7 +16,13 @@ from rag_service.errors import NotFound, ValidationFailed, VersionConflict
 from rag_service.models import Chunk, Document, DocumentVersion, Index, UploadBlob, utcnow
 from rag_service.services.common import Principal, audit, page_of
 from rag_service.services.indexes import IndexService
-from rag_service.services.ingestion import IngestionService, PreparedUpload, chunk_rows, prepare_upload, sniff_upload
+from rag_service.services.ingestion import (
+    IngestionService,
+    PreparedUpload,
+    chunk_rows,
+    prepare_isolated,
+    sniff_upload,
+)
 
 MAX_NAME_LENGTH = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -116,7 +122,7 @@ class DocumentService:
         name = clean_name(name) if name else filename
         if if_version is not None and if_version < 0:
             raise ValidationFailed("if_version must be >= 0", field="if_version")
-        prepared = prepare_upload(data, filename, index.chunk_max_characters, index.chunk_overlap)
+        prepared = prepare_isolated(self.ctx, data, filename, index.chunk_max_characters, index.chunk_overlap)
         if self.ctx.metrics:
             self.ctx.metrics.ingest_bytes.inc(len(data))
 

@@ -56,6 +56,34 @@ def prepare_upload(data: bytes, filename: str, max_characters: int, overlap: int
     return replace(sniffed, text=parsed.text, chunks=chunks, tokens=[tokenize(c.text) for c in chunks])
 
 
+def prepare_isolated(ctx: ServiceContext, data: bytes, filename: str, max_characters: int, overlap: int) -> PreparedUpload:
+    """prepare_upload in the parser pool (time and memory bounded), after the cheap checks here."""
+    sniff_upload(data, filename)
+    check_unzipped_size(data, filename, ctx.settings.max_unzipped_mb)
+    if ctx.parser is None:
+        return prepare_upload(data, filename, max_characters, overlap)
+    return ctx.parser.prepare(data, filename, max_characters, overlap)
+
+
+def check_unzipped_size(data: bytes, filename: str, limit_mb: int) -> None:
+    """Refuse zip bombs before any parser inflates them."""
+    import io
+    import zipfile
+
+    if not data.startswith(b"PK"):
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            total = sum(i.file_size for i in z.infolist())
+            entries = len(z.infolist())
+    except zipfile.BadZipFile:
+        return  # the parse step reports a corrupt container
+    if total > limit_mb * 1024 * 1024 or entries > 10_000 or (len(data) and total / len(data) > 200):
+        raise CorruptDocument(
+            f"the archive would inflate to {total} bytes in {entries} entries; refused as a decompression bomb",
+            filename=filename, reason="decompression_bomb")
+
+
 def prepare_text(text: str, max_characters: int, overlap: int) -> PreparedUpload:
     """Re-chunk a version from its stored text (a reindex with new chunking settings)."""
     from unstructured.partition.text import partition_text

@@ -13,7 +13,7 @@ from sqlmodel import select
 from rag_service.errors import ServiceError
 from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, UploadBlob, utcnow
 from rag_service.services.common import Principal
-from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_upload
+from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_isolated
 from rag_service.services.jobs import JobHandle, PermanentJobError
 from rag_service.stores.vector import Filter, Match
 
@@ -45,7 +45,7 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
         if blob is None:
             raise PermanentJobError("the uploaded bytes are gone; upload again")
         try:
-            prepared = prepare_upload(blob.data, version.filename, index.chunk_max_characters, index.chunk_overlap)
+            prepared = prepare_isolated(ctx, blob.data, version.filename, index.chunk_max_characters, index.chunk_overlap)
         except ServiceError as exc:
             ingestion._mark_failed(version.id, f"{exc.code}: {exc.message}")
             raise PermanentJobError(f"{exc.code}: {exc.message}") from None

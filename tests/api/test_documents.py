@@ -156,3 +156,20 @@ def test_hard_delete_leaves_zero_points(app_factory):
     api.delete(f"/v1/indexes/{index['id']}/documents/{doc['id']}", params={"hard": True})
     assert ctx.vectors.count(alias, by_doc) == 0
     assert ctx.vectors.count(alias, Filter(must=(Match("document_id", keep["id"]),))) == 1
+
+
+def test_decompression_bomb_docx_is_refused(app_factory):
+    import io
+    import zipfile
+
+    from tests.conftest import Api, new_key
+
+    client, ctx = app_factory(max_unzipped_mb=1)
+    api = Api(client, new_key(ctx))
+    i = api.create_index()["id"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/document.xml", b"<w:document/>" + b" " * (5 * 1024 * 1024))
+    r = api.upload(i, "bomb.docx", buf.getvalue())
+    assert r.status_code == 422 and r.json()["code"] == "corrupt_document" and r.json()["reason"] == "decompression_bomb"
+    assert api.get(f"/v1/indexes/{i}/documents").json()["total"] == 0

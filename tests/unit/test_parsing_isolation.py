@@ -1,0 +1,63 @@
+"""Parsing runs in a bounded process pool: a hang or a memory blow-up costs one
+422 and the pool keeps serving."""
+
+import io
+import time
+import zipfile
+
+import pytest
+
+from rag_service.errors import CorruptDocument
+from rag_service.services.ingestion import check_unzipped_size
+from rag_service.services.parsing import ParserPool
+
+
+def hang(data, filename, max_characters, overlap):
+    time.sleep(60)
+
+
+def balloon(data, filename, max_characters, overlap):
+    blocks = []
+    while True:
+        blocks.append(bytearray(256 * 1024 * 1024))
+
+
+@pytest.fixture
+def pool():
+    p = ParserPool(timeout_s=3, memory_mb=1024, workers=1)
+    yield p
+    p.close()
+
+
+def test_real_parse_in_pool(pool):
+    prepared = pool.prepare(b"# Title\n\nA paragraph parsed in another process.", "a.md", 1000, 0)
+    assert prepared.chunks and "another process" in prepared.text
+
+
+def test_hanging_parser_times_out_and_pool_recovers(pool):
+    pool.target = hang
+    started = time.time()
+    with pytest.raises(CorruptDocument) as err:
+        pool.prepare(b"x", "a.txt", 1000, 0)
+    assert err.value.detail["reason"] == "parse_timeout" and time.time() - started < 20
+    from rag_service.services.parsing import _prepare
+
+    pool.target = _prepare
+    assert pool.prepare(b"still works afterwards", "b.txt", 1000, 0).chunks
+
+
+def test_memory_limit_refuses_the_file(pool):
+    pool.target = balloon
+    with pytest.raises(CorruptDocument) as err:
+        pool.prepare(b"x", "a.txt", 1000, 0)
+    assert err.value.detail["reason"] == "parse_crashed"
+
+
+def test_zip_bomb_is_refused_before_parsing():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/document.xml", b"\0" * (20 * 1024 * 1024))
+    with pytest.raises(CorruptDocument) as err:
+        check_unzipped_size(buf.getvalue(), "bomb.docx", limit_mb=500)
+    assert err.value.detail["reason"] == "decompression_bomb"
+    check_unzipped_size(b"plain text, not a zip", "a.txt", 500)
