@@ -5,6 +5,7 @@ app in it (tests build many apps); it restarts itself after a timeout."""
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import multiprocessing as mp
 import threading
@@ -86,6 +87,13 @@ class ParserPool:
 
 
 _shared: dict[tuple, ParserPool] = {}
+
+
+@atexit.register
+def _close_shared() -> None:
+    # Before the interpreter tears down modules the pool's manager thread still needs.
+    for pool in _shared.values():
+        pool.close()
 
 
 def shared_pool(timeout_s: float, memory_mb: int) -> ParserPool:
