@@ -50,3 +50,18 @@ class Paging:
 
 def data_boundary_header(x_data_boundary: str | None = Header(None)) -> str | None:
     return x_data_boundary
+
+
+def json_object(raw: str, field: str) -> dict:
+    """A JSON object sent as text (multipart metadata, OpenAI tool arguments), or validation_error."""
+    import json
+
+    from rag_service.errors import ValidationFailed
+
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValidationFailed(f"{field} is not valid JSON: {exc}", field=field) from None
+    if not isinstance(value, dict):
+        raise ValidationFailed(f"{field} must be a JSON object", field=field)
+    return value

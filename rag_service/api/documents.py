@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
 from fastapi.responses import JSONResponse
 
-from rag_service.api.deps import Paging, editor, get_ctx, reader
+from rag_service.api.deps import Paging, editor, get_ctx, json_object, reader
 from rag_service.context import ServiceContext
 from rag_service.errors import PayloadTooLarge, ValidationFailed
 from rag_service.services.common import Principal
@@ -22,13 +21,7 @@ def _metadata(raw: str | None) -> dict[str, Any]:
         return {}
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
         raise ValidationFailed(f"metadata is larger than {MAX_METADATA_BYTES} bytes", field="metadata")
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ValidationFailed(f"metadata is not valid JSON: {exc}", field="metadata") from None
-    if not isinstance(value, dict):
-        raise ValidationFailed("metadata must be a JSON object", field="metadata")
-    return value
+    return json_object(raw, "metadata")
 
 
 def _if_version(form_value: str | None, if_match: str | None) -> int | None:

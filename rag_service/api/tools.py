@@ -10,7 +10,6 @@ position and the provenance metadata given at upload.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,7 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from rag_service.api.deps import get_ctx, reader
+from rag_service.api.deps import get_ctx, json_object, reader
 from rag_service.api.search import SearchBody
 from rag_service.context import ServiceContext
 from rag_service.errors import DataBoundaryViolation, NotFound, ValidationFailed
@@ -264,10 +263,7 @@ def parse_arguments(arguments: dict[str, Any] | str | None) -> dict[str, Any]:
     if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
         return {}
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise ValidationFailed(f"arguments is not valid JSON: {exc}", field="arguments") from None
+        return json_object(arguments, "arguments")
     if not isinstance(arguments, dict):
         raise ValidationFailed("arguments must be a JSON object", field="arguments")
     return arguments

@@ -129,7 +129,6 @@ def test_status_global_and_project(app_factory):
 
 def test_status_tells_the_truth_when_components_fail(app_factory, monkeypatch):
     client, ctx = app_factory()
-    api = Api(client, new_key(ctx))
 
     def boom(*a, **k):
         raise ConnectionError("down for the test")
