@@ -9,9 +9,8 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
-from rag_service.errors import NotFound
 from rag_service.models import AuditLog, Evidence
-from rag_service.services.common import Principal, page_of
+from rag_service.services.common import Principal, get_owned, page_of
 
 
 class AuditService:
@@ -19,10 +18,7 @@ class AuditService:
         self.ctx = ctx
 
     def evidence(self, principal: Principal, evidence_id: str) -> dict[str, Any]:
-        with self.ctx.db.session() as s:
-            record = s.get(Evidence, evidence_id)
-        if record is None or record.project_id != principal.project_id:
-            raise NotFound("evidence not found", evidence_id=evidence_id)
+        record = get_owned(self.ctx.db, Evidence, evidence_id, principal.project_id, "evidence", evidence_id=evidence_id)
         return {"evidence_id": record.id, "kind": record.kind, "created_at": record.created_at, **record.body}
 
     def log(self, principal: Principal, action: str | None, since: datetime | None, until: datetime | None,

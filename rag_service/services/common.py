@@ -23,6 +23,17 @@ class Principal:
         return ROLES.index(self.role) >= ROLES.index(role)
 
 
+def get_owned(db, model, object_id: str, project_id: str, what: str, **detail: Any):
+    """Load a row of `model` that belongs to the project: another project's row is not_found, like a missing one."""
+    from rag_service.errors import NotFound
+
+    with db.session() as s:
+        obj = s.get(model, object_id)
+    if obj is None or obj.project_id != project_id:
+        raise NotFound(f"{what} not found", **detail)
+    return obj
+
+
 def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
     return {"items": items, "total": total, "page": page, "per_page": per_page}
 

@@ -14,7 +14,7 @@ from sqlmodel import delete, select
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed, VersionConflict
 from rag_service.models import Chunk, Document, DocumentVersion, Index, UploadBlob, utcnow
-from rag_service.services.common import Principal, audit, page_of
+from rag_service.services.common import Principal, audit, get_owned, page_of
 from rag_service.services.indexes import IndexService
 from rag_service.services.ingestion import (
     IngestionService,
@@ -249,9 +249,8 @@ class DocumentService:
 
     # -- reads -----------------------------------------------------------------
     def _owned_document(self, principal: Principal, document_id: str, index_id: str | None = None) -> Document:
-        with self.ctx.db.session() as s:
-            doc = s.get(Document, document_id)
-        if doc is None or doc.project_id != principal.project_id or (index_id and doc.index_id != index_id):
+        doc = get_owned(self.ctx.db, Document, document_id, principal.project_id, "document", document_id=document_id)
+        if index_id and doc.index_id != index_id:
             raise NotFound("document not found", document_id=document_id)
         return doc
 

@@ -9,9 +9,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import delete, select
 
 from rag_service.context import ServiceContext
-from rag_service.errors import Conflict, NotFound, ValidationFailed
+from rag_service.errors import Conflict, ValidationFailed
 from rag_service.models import Chunk, Document, DocumentVersion, Index, new_id, utcnow
-from rag_service.services.common import PRIVACY_TIERS, Principal, audit, page_of
+from rag_service.services.common import PRIVACY_TIERS, Principal, audit, get_owned, page_of
 
 MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b"}
 
@@ -49,11 +49,7 @@ class IndexService:
                 raise ValidationFailed(f"{key} must be between {lo} and {hi}", field=key)
 
     def get_owned(self, principal: Principal, index_id: str) -> Index:
-        with self.ctx.db.session() as s:
-            index = s.get(Index, index_id)
-        if index is None or index.project_id != principal.project_id:
-            raise NotFound("index not found", index_id=index_id)
-        return index
+        return get_owned(self.ctx.db, Index, index_id, principal.project_id, "index", index_id=index_id)
 
     def _document_counts(self, index_ids: list[str]) -> dict[str, int]:
         if not index_ids:

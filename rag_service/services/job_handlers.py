@@ -116,6 +116,8 @@ def run_eval(handle: JobHandle) -> dict[str, Any]:
 
 # -- reconcile ---------------------------------------------------------------------
 def run_reconcile(handle: JobHandle) -> dict[str, Any]:
+    from rag_service.services.reindex import fill_collection
+
     ctx = handle.runner.ctx
     job = handle.job
     ingestion = IngestionService(ctx)
@@ -130,6 +132,12 @@ def run_reconcile(handle: JobHandle) -> dict[str, Any]:
         if not ctx.vectors.collection_exists(index.collection):
             ctx.vectors.ensure_collection(index.collection, index.embedding_dim)
             report["found"].append({"index_id": index.id, "problem": "collection missing"})
+        # Ready versions with no chunks in this collection generation (uploaded during a
+        # reindex swap): rebuilt from their stored text, all at once.
+        rebuilt = fill_collection(ctx, index, index.id)
+        if rebuilt:
+            report["found"].append({"index_id": index.id, "problem": "versions not in collection", "count": rebuilt})
+            report["fixed"].append({"index_id": index.id, "action": "rebuilt from text", "count": rebuilt})
         with ctx.db.session() as s:
             docs = list(s.exec(select(Document).where(Document.index_id == index.id)).all())
             versions = list(s.exec(select(DocumentVersion).join(Document).where(Document.index_id == index.id)).all())
@@ -155,14 +163,6 @@ def _reconcile_document(ctx, ingestion, index, doc, versions, stuck_after, repor
             with ctx.db.session() as s:
                 chunks = list(s.exec(select(Chunk).where(Chunk.version_id == v.id, Chunk.collection == alias)
                                      .order_by(Chunk.ordinal)).all())
-            if not chunks and v.status == "ready" and v.text:
-                # ready but not in this collection generation (uploaded during a reindex swap)
-                from rag_service.services.reindex import fill_collection
-
-                fill_collection(ctx, index, index.id)
-                report["found"].append({"document_id": doc.id, "version": v.version, "problem": "not in collection"})
-                report["fixed"].append({"document_id": doc.id, "version": v.version, "action": "rebuilt from text"})
-                continue
             if not chunks:
                 continue  # a pending async upload not parsed yet: its ingest job owns it
             points = ctx.vectors.count(alias, where)

@@ -23,7 +23,7 @@ from rag_service.context import ServiceContext
 from rag_service.errors import DataBoundaryViolation, NotFound, ServiceError, ValidationFailed
 from rag_service.models import Index, Job, Project, utcnow
 from rag_service.services.boundaries import BOUNDARIES, POLICY, check_boundary, may_read
-from rag_service.services.common import PRIVACY_TIERS, Principal, audit, page_of
+from rag_service.services.common import PRIVACY_TIERS, Principal, audit, get_owned, page_of
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,7 @@ class JobService:
         return job_view(job)
 
     def owned(self, principal: Principal, job_id: str) -> Job:
-        with self.ctx.db.session() as s:
-            job = s.get(Job, job_id)
-        if job is None or job.project_id != principal.project_id:
-            raise NotFound("job not found", job_id=job_id)
-        return job
+        return get_owned(self.ctx.db, Job, job_id, principal.project_id, "job", job_id=job_id)
 
     def get(self, principal: Principal, job_id: str) -> dict[str, Any]:
         return job_view(self.owned(principal, job_id))
