@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -14,12 +15,30 @@ from rag_service.api.deps import api_key_from
 from rag_service.api.errors import error_response, install_error_handlers
 from rag_service.config import Settings
 from rag_service.context import ServiceContext, build_context
+from rag_service.limits import StreamingBodyLimit
+from rag_service.logs import request_id_var
 from rag_service.services.auth import AuthService
 from rag_service.services.jobs import JobRunner, JobService
 from rag_service.services.ratelimit import RateLimiter
 from rag_service.services.search import Reranker, SearchService
 
 log = logging.getLogger("rag_service")
+access_log = logging.getLogger("rag_service.access")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
+
+
+def _clean_request_id(value: str | None) -> str | None:
+    """A caller's X-Request-ID is echoed and logged: accept only a short token."""
+    return value if value and _REQUEST_ID.fullmatch(value) else None
+
+
+def _access_log(request: Request, status: int, started: float) -> None:
+    principal = getattr(request.state, "principal", None)
+    route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: never a document name
+    access_log.info("%s %s %s", request.method, route, status, extra={
+        "method": request.method, "route": route, "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        "key_id": getattr(principal, "key_id", None), "project_id": getattr(principal, "project_id", None)})
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -86,15 +105,27 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
 
     @app.middleware("http")
     async def request_id_and_size(request: Request, call_next):
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        length = request.headers.get("content-length")
-        # Refuse an oversized body before reading any of it (multipart adds a little overhead).
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
-            return error_response("payload_too_large", f"request body is larger than the {settings.max_upload_mb} MB limit",
-                                  request=request, limit_bytes=settings.max_upload_bytes)
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+        request.state.request_id = _clean_request_id(request.headers.get("x-request-id")) or uuid.uuid4().hex
+        token = request_id_var.set(request.state.request_id)
+        started = time.perf_counter()
+        try:
+            length = request.headers.get("content-length")
+            # Refuse an oversized body before reading any of it (multipart adds a little overhead);
+            # bodies without a Content-Length are counted while streaming (StreamingBodyLimit).
+            if length and length.isdigit() and int(length) > settings.max_request_bytes:
+                response = error_response("payload_too_large",
+                                          f"request body is larger than the {settings.max_upload_mb} MB limit",
+                                          request=request, limit_bytes=settings.max_upload_bytes)
+            else:
+                response = await call_next(request)
+            response.headers["X-Request-ID"] = request.state.request_id
+            _access_log(request, response.status_code, started)
+            return response
+        finally:
+            request_id_var.reset(token)
+
+    # Outermost: counts body bytes as they arrive, whatever the headers claim.
+    app.add_middleware(StreamingBodyLimit, limit_bytes=settings.max_request_bytes)
 
     for router in (indexes.router, documents.router, search.router, keys.router, rag.router):
         app.include_router(router)

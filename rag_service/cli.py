@@ -32,6 +32,8 @@ def serve(host: str = typer.Option(None, help="default RAG_HOST or 127.0.0.1"),
     """Start the HTTP service."""
     import uvicorn
 
+    from rag_service.logs import dict_config
+
     settings = Settings()
     if workers > 1 and not (settings.database_url and settings.qdrant_url):
         typer.echo("the embedded mode is one process: several workers need RAG_DATABASE_URL and RAG_QDRANT_URL", err=True)
@@ -47,7 +49,7 @@ def serve(host: str = typer.Option(None, help="default RAG_HOST or 127.0.0.1"),
         typer.echo("Use it as: X-API-Key: <key>   or   Authorization: Bearer <key>", err=True)
         typer.echo("=" * 72, err=True)
     uvicorn.run("rag_service.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-                workers=workers, log_level="info")
+                workers=workers, log_config=dict_config(settings.log_level, settings.log_format), access_log=False)
 
 
 @app.command()
@@ -59,7 +61,12 @@ def worker(lease: float = typer.Option(None, help="job lease in seconds (default
     from rag_service.context import build_context
     from rag_service.services.jobs import JobRunner
 
+    import logging.config
+
+    from rag_service.logs import dict_config
+
     settings = Settings()
+    logging.config.dictConfig(dict_config(settings.log_level, settings.log_format))
     if not settings.qdrant_url:
         typer.echo("note: embedded vector store: run the worker only while no API process holds the shards "
                    "(the API runs jobs in-process in the embedded mode)", err=True)

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # JSON lines on stderr (rag_service/logs.py); "text" for a human at a terminal.
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "info"
     bootstrap_key: str | None = None
 
     default_embedding_model: str = DEFAULT_EMBEDDING_MODEL
@@ -69,3 +72,8 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The whole request body: the file plus multipart framing and form fields."""
+        return self.max_upload_bytes + 1024 * 1024

@@ -45,7 +45,11 @@ def _read_limited(file: UploadFile, limit: int) -> bytes:
         chunks.append(block)
 
 
-@router.post("/v1/indexes/{index_id}/documents", status_code=201)
+# One file and a few fields; Starlette would otherwise accept 1000 of each.
+UPLOAD_FORM_LIMITS = {"max_files": 1, "max_fields": 8}
+
+
+@router.post("/v1/indexes/{index_id}/documents", status_code=201, form_limits=UPLOAD_FORM_LIMITS)
 def upload_document(
     index_id: str,
     file: UploadFile = File(...),

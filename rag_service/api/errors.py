@@ -9,9 +9,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.errors import ServiceError
+from rag_service.limits import BodyTooLarge
 
 STATUS_BY_CODE = {
     "unauthorized": 401,
@@ -29,6 +32,7 @@ STATUS_BY_CODE = {
     "rate_limited": 429,
     "rag_job_runner_not_live": 501,
     "retrieval_unavailable": 503,
+    "database_unavailable": 503,
 }
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -48,6 +52,47 @@ def error_response(code: str, message: str, status: int | None = None, headers: 
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
+# Starlette reports multipart limits only as a 400 with a message, and FastAPI turns
+# any other body-parsing failure (JSON nested past Python's recursion limit) into a
+# bare 400; both get one of our stable codes with a `reason`.
+_MULTIPART_REASONS = (
+    ("Too many files", "payload_too_large", "too_many_files"),
+    ("Too many fields", "payload_too_large", "too_many_fields"),
+    ("Part exceeded maximum size", "payload_too_large", "form_field_too_large"),
+)
+
+
+def _cause_of_type(exc: BaseException | None, kind: type) -> BaseException | None:
+    """The first `kind` in exc's cause chain, looking inside exception groups (a body
+    read through a middleware's task group arrives wrapped in one)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kind):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                found = _cause_of_type(inner, kind)
+                if found is not None:
+                    return found
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _body_parse_error(exc: StarletteHTTPException) -> tuple[str, str, str] | None:
+    detail = str(exc.detail)
+    for prefix, code, reason in _MULTIPART_REASONS:
+        if detail.startswith(prefix):
+            return code, detail, reason
+    too_large = _cause_of_type(exc.__cause__, BodyTooLarge)
+    if too_large is not None:
+        return "payload_too_large", str(too_large.detail), "body_too_large"
+    if _cause_of_type(exc.__cause__, RecursionError) is not None:
+        return "validation_error", "the JSON body is nested too deeply", "too_deeply_nested"
+    if detail == "There was an error parsing the body":
+        return "validation_error", "the request body could not be parsed", "malformed_body"
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
@@ -64,8 +109,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:
+            translated = _body_parse_error(exc)
+            if translated is not None:
+                code, message, reason = translated
+                return error_response(code, message, request=request, reason=reason)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(code, str(exc.detail), status=exc.status_code, request=request)
+        extra = {"limit_bytes": exc.limit_bytes} if hasattr(exc, "limit_bytes") else {}
+        return error_response(code, str(exc.detail), status=exc.status_code, request=request, **extra)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def _database_down(request: Request, exc: Exception):
+        # Connection refused, server gone, pool exhausted, SQLite locked: all transient.
+        import logging
+
+        logging.getLogger("rag_service").warning("database unavailable: %s", type(exc).__name__)
+        return error_response("database_unavailable", "the database is unavailable; retry later", request=request,
+                              component="database")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
