@@ -174,7 +174,9 @@ class DocumentService:
         if (
             latest is not None
             and doc.deleted_at is None
-            and latest.status != "failed"
+            # Only a version that is served (or queued to be) makes a re-upload a no-op: one
+            # left "indexing" by a crash or a database outage must not swallow the client's retry.
+            and (latest.version == doc.current_version or latest.status == "pending")
             and latest.content_hash == content_hash
             and (latest.doc_metadata or {}) == metadata
         ):
