@@ -32,7 +32,6 @@ STATUS_BY_CODE = {
     "rate_limited": 429,
     "rag_job_runner_not_live": 501,
     "retrieval_unavailable": 503,
-    "database_unavailable": 503,
 }
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -122,11 +121,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InterfaceError)
     @app.exception_handler(SQLAlchemyTimeoutError)
     async def _database_down(request: Request, exc: Exception):
-        # Connection refused, server gone, pool exhausted, SQLite locked: all transient.
+        # Connection refused, server gone, pool exhausted, SQLite locked: all transient. SQL is one
+        # of the stores, so the contract's store-down code applies (Database.session maps the
+        # clearly-unreachable cases the same way before they get here).
         import logging
 
         logging.getLogger("rag_service").warning("database unavailable: %s", type(exc).__name__)
-        return error_response("database_unavailable", "the database is unavailable; retry later", request=request,
+        return error_response("retrieval_unavailable", "the database is unavailable; retry later", request=request,
                               component="database")
 
     @app.exception_handler(Exception)
