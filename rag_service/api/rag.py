@@ -72,7 +72,8 @@ def get_evidence(evidence_id: str, p: Principal = Depends(reader), ctx: ServiceC
     return AuditService(ctx).evidence(p, evidence_id)
 
 
-@router.get("/v1/audit-log")
+@router.get("/v1/audit-log", responses={200: {"content": {"application/json": {}, "text/csv": {}},
+                                             "description": "a page of entries (JSON), or the same page as CSV"}})
 def audit_log(paging: Paging = Depends(), action: str | None = None, since: datetime | None = None,
               until: datetime | None = None, format: str = Query("json", pattern="^(json|csv)$"),
               p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)):

