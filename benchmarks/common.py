@@ -111,6 +111,15 @@ def load_beir(path: str | Path, split: str = "test", limit_docs: int | None = No
                        subset=subset, notes=notes)
 
 
+def parse_modes(text: str, allowed: tuple[str, ...]) -> list[str]:
+    """`--modes dense,lexical` -> ["dense", "lexical"]; an unknown mode stops the command."""
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in allowed]
+    if bad:
+        raise SystemExit(f"unknown mode(s) {bad}; choose from {', '.join(allowed)}")
+    return modes
+
+
 # -- progress -------------------------------------------------------------------
 class Progress:
     """A rich bar on a terminal; on a pipe or log file, a line every `every_s` seconds."""

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BeirDataset, Progress, ServiceHarness, load_beir, log, percentile
+from benchmarks.common import BeirDataset, Progress, ServiceHarness, load_beir, log, parse_modes, percentile
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 MODES = ("dense", "lexical", "hybrid")
@@ -165,10 +165,7 @@ def score(ds: BeirDataset, run: dict[str, dict[str, float]]) -> dict[str, float]
 # -- the command -----------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise SystemExit(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
+    modes = parse_modes(args.modes, MODES)
     ds = load_beir(args.dataset, args.split, args.limit_docs, args.limit_queries)
     log(f"{ds.name}/{args.split}: {len(ds.corpus)} documents, {len(ds.queries)} queries"
         + (" (subset)" if ds.subset else ""))

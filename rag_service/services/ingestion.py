@@ -224,6 +224,12 @@ class IngestionService:
             s.commit()
 
     def promote(self, index: Index, document_id: str, version_id: str, version: int) -> None:
+        # Flag the new points live before SQL makes them current. The other order leaves a
+        # window where SQL rejects the old points and the store has no live new ones, and the
+        # document vanishes from search (found by `python -m benchmarks stale`). Early flags
+        # are harmless: search serves a hit only if SQL says its version is current.
+        self.ctx.vectors.set_payload(
+            index.collection, Filter(must=(Match("document_id", document_id), Match("version", version))), {"live": 1})
         with self.ctx.db.session() as s:
             # Compare-and-swap: an older version finishing late never replaces a newer one.
             s.exec(
@@ -259,14 +265,16 @@ class IngestionService:
                 self.ctx.vectors.delete(index.collection, Filter(must=(by_doc,)))
                 return
             current = doc.current_version
+            # The current version goes live before the others go dark: for a moment both may
+            # match (SQL keeps exactly one), but a live document never drops out of search.
+            if current and doc.deleted_at is None:
+                self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("version", current))), {"live": 1})
             self.ctx.vectors.set_payload(
                 index.collection,
                 Filter(must=(by_doc, Match("live", 1)), must_not=(Match("version", current if current else -1),)),
                 {"live": 0},
             )
-            if current and doc.deleted_at is None:
-                self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("version", current))), {"live": 1})
-            elif current:
+            if current and doc.deleted_at is not None:
                 self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("live", 1))), {"live": 0})
 
     # -- BM25 average length -------------------------------------------------
