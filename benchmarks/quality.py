@@ -45,7 +45,29 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="send explain=false (the service default is true: hybrid then also runs both arms alone)")
     p.add_argument("--skip-baseline", action="store_true", help="leave out the rank_bm25 baseline")
     p.add_argument("--keep-data", action="store_true", help="keep the temporary data directory")
+    p.add_argument("--tune-split", default=None, choices=("dev",),
+                   help="grid-search hybrid fusion (rrf_k, [dense, lexical] weights) on this split's queries "
+                        "(nDCG@10, never the test queries), then also score the test split with the winner")
     return p
+
+
+# rrf_k x [dense, lexical] weights; (60, 1, 1) is the service default.
+TUNING_GRID = [(k, w) for k in (20, 60, 120) for w in ((1.0, 1.0), (1.0, 1.5), (1.5, 1.0), (1.0, 2.0), (2.0, 1.0))]
+
+
+def tune_fusion(h: ServiceHarness, index_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    """nDCG@10 of each grid point on the tuning split, through the service's own hybrid
+    search (per-request rrf_k / fusion_weights); returns the grid and the winner."""
+    dev = load_beir(args.dataset, args.tune_split)
+    log(f"tuning hybrid fusion on {dev.name}/{args.tune_split}: {len(dev.queries)} queries, {len(TUNING_GRID)} settings")
+    grid = []
+    for k, weights in TUNING_GRID:
+        run_, _, _ = search_mode(h, index_id, dev, "hybrid", False, {"rrf_k": k, "fusion_weights": list(weights)},
+                                 top_k=10, label=f"tune k={k} w={weights}")
+        grid.append({"rrf_k": k, "fusion_weights": list(weights), "ndcg@10": score(dev, run_)["ndcg@10"]})
+        log(f"tune: {grid[-1]}")
+    best = max(grid, key=lambda g: (g["ndcg@10"], g["rrf_k"] == 60 and g["fusion_weights"] == [1.0, 1.0]))
+    return {"split": args.tune_split, "queries": len(dev.queries), "grid": grid, "best": best}
 
 
 # -- ingestion -----------------------------------------------------------------
@@ -106,9 +128,10 @@ def _as_run_scores(names: list[str]) -> dict[str, float]:
     return out
 
 
-def search_mode(h: ServiceHarness, index_id: str, ds: BeirDataset, mode: str, explain: bool | None):
+def search_mode(h: ServiceHarness, index_id: str, ds: BeirDataset, mode: str, explain: bool | None,
+                extra: dict[str, Any] | None = None, top_k: int = TOP_K, label: str | None = None):
     def body(query: str) -> dict[str, Any]:
-        b = {"query": query, "top_k": TOP_K, "result_type": "document", "mode": mode}
+        b = {"query": query, "top_k": top_k, "result_type": "document", "mode": mode, **(extra or {})}
         if explain is not None:
             b["explain"] = explain
         return b
@@ -117,12 +140,12 @@ def search_mode(h: ServiceHarness, index_id: str, ds: BeirDataset, mode: str, ex
     run: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
     short = 0
-    with Progress(f"search {mode}", len(ds.queries)) as bar:
+    with Progress(f"search {label or mode}", len(ds.queries)) as bar:
         for qid, text in ds.queries.items():
             answer, ms = h.search(index_id, body(text))
             latencies.append(ms)
             names = [r["document_name"] for r in answer["results"]]
-            short += len(names) < min(TOP_K, len(ds.corpus))
+            short += len(names) < min(top_k, len(ds.corpus))
             run[qid] = _as_run_scores(names)
             bar.advance()
     return run, latencies, short
@@ -204,6 +227,15 @@ def run(args: argparse.Namespace) -> int:
                                       "latency_ms_p95": round(percentile(lat, 95), 2),
                                       "queries_with_fewer_results": short}
             log(f"{mode}: {results['modes'][mode]}")
+        if args.tune_split:
+            results["tuning"] = tune_fusion(h, index["id"], args)
+            best = results["tuning"]["best"]
+            extra = {"rrf_k": best["rrf_k"], "fusion_weights": best["fusion_weights"]}
+            run_, lat, short = search_mode(h, index["id"], ds, "hybrid", explain, extra, label="hybrid-tuned")
+            results["modes"]["hybrid_tuned"] = {**score(ds, run_), "latency_ms_p50": round(percentile(lat, 50), 2),
+                                                "queries_with_fewer_results": short, **extra,
+                                                "tuned_on": f"{args.tune_split} split"}
+            log(f"hybrid_tuned: {results['modes']['hybrid_tuned']}")
 
     if not args.skip_baseline:
         for name, (k1, b) in BM25_VARIANTS.items():

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     # Hybrid fusion: reciprocal rank fusion constant and candidate pool.
     rrf_k: int = 60
+    # Weighted RRF of the hybrid mode; a request may override both (rrf_k, fusion_weights).
+    fusion_dense_weight: float = 1.0
+    fusion_lexical_weight: float = 1.0
     prefetch_multiplier: int = 4
 
     # "inprocess": the API process runs jobs; "off": only `rag-service worker` processes do.

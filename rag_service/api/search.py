@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.deps import data_boundary_header, get_ctx, reader
 from rag_service.context import ServiceContext
+from rag_service.errors import ValidationFailed
 from rag_service.services.common import Principal
 from rag_service.services.search import SearchParams
 
@@ -28,11 +29,20 @@ class SearchBody(BaseModel):
     index_ids: list[str] | None = Field(None, max_length=100)
     rerank: bool = False
     explain: bool = True
+    # Hybrid fusion for this request (defaults: RAG_RRF_K and RAG_FUSION_*_WEIGHT).
+    rrf_k: int | None = Field(None, ge=1, le=1000)
+    fusion_weights: list[float] | None = Field(None, min_length=2, max_length=2,
+                                               description="[dense, lexical] weights of the RRF fusion, each 0-100")
 
 
 def _params(body: SearchBody, header_boundary: str | None) -> SearchParams:
     data = body.model_dump()
     data["data_boundary"] = body.data_boundary or header_boundary
+    weights = data.pop("fusion_weights")
+    if weights is not None:
+        if not all(0 <= w <= 100 for w in weights) or not any(weights):
+            raise ValidationFailed("fusion_weights are two numbers 0-100, not both 0", field="fusion_weights")
+        data["weights"] = (float(weights[0]), float(weights[1]))
     return SearchParams(**data)
 
 

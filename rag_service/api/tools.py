@@ -212,6 +212,8 @@ TOOLS: dict[str, Tool] = {
                 "index_ids": "search only these index ids (from list_indexes); default all",
                 "rerank": "rerank with the configured cross-encoder",
                 "explain": "include per-result ranking details",
+                "rrf_k": "hybrid only: the RRF constant (default 60)",
+                "fusion_weights": "hybrid only: [dense, lexical] fusion weights (default [1, 1])",
             },
         ),
         Tool(

@@ -253,7 +253,7 @@ class SearchService:
                 filter=base,
                 prefetch_limit=max(limit * settings.prefetch_multiplier, 100),
                 rrf_k=p.rrf_k or settings.rrf_k,
-                weights=p.weights or (1.0, 1.0),
+                weights=p.weights or (settings.fusion_dense_weight, settings.fusion_lexical_weight),
                 with_components=p.explain and p.mode == "hybrid",
             )
             try:

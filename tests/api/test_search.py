@@ -224,3 +224,21 @@ def test_vector_store_closed_is_503(app_factory):
     assert r.status_code == 503 and r.json()["code"] == "retrieval_unavailable"
     r = api.upload(i, "b.txt", b"text about bananas")
     assert r.status_code == 503
+
+
+def test_per_request_fusion_weights_and_rrf_k(corpus):
+    api, i = corpus
+    query = "animals eating small crustaceans in cold water"
+
+    def ids(**body):
+        r = api.search(query, i, top_k=3, **body)
+        assert r.status_code == 200, r.text
+        return [h["chunk_id"] for h in r.json()["results"]]
+
+    # One arm weighted to zero: hybrid ranks exactly as that arm alone.
+    assert ids(mode="hybrid", fusion_weights=[1, 0]) == ids(mode="dense")
+    assert ids(mode="hybrid", fusion_weights=[0, 1])[:2] == ids(mode="lexical")[:2]
+    assert api.search(query, i, rrf_k=5, fusion_weights=[2, 1]).status_code == 200
+    for bad in ({"fusion_weights": [0, 0]}, {"fusion_weights": [1]}, {"fusion_weights": [-1, 1]}, {"rrf_k": 0}):
+        r = api.search(query, i, **bad)
+        assert r.status_code == 422 and r.json()["code"] == "validation_error", bad
