@@ -58,6 +58,14 @@ def write_markdown(out: Path, results: dict[str, Any]) -> Path:
             f"`POST /v1/indexes/{{id}}/documents` with {ing['workers']} concurrent client thread(s): "
             f"{ing['seconds']:.1f} s, {ing['docs_per_s']:.2f} docs/s.",
         ]
+    tuning = results.get("tuning")
+    if tuning:
+        best = tuning["best"]
+        lines += ["", f"## Hybrid fusion tuned on the {tuning['split']} split ({tuning['queries']} queries, top 10)", "",
+                  "| rrf_k | weights [dense, lexical] | nDCG@10 |", "|---|---|---|"]
+        lines += [f"| {g['rrf_k']} | {g['fusion_weights']} | {g['ndcg@10']:.4f}{' (best)' if g is best or g == best else ''} |"
+                  for g in tuning["grid"]]
+        lines += ["", "`hybrid_tuned` above is the test split searched with the best setting."]
     notes = results.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
