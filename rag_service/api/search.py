@@ -35,7 +35,7 @@ class SearchBody(BaseModel):
                                                description="[dense, lexical] weights of the RRF fusion, each 0-100")
 
 
-def _params(body: SearchBody, header_boundary: str | None) -> SearchParams:
+def to_search_params(body: SearchBody, header_boundary: str | None) -> SearchParams:
     data = body.model_dump()
     data["data_boundary"] = body.data_boundary or header_boundary
     weights = data.pop("fusion_weights")
@@ -48,7 +48,7 @@ def _params(body: SearchBody, header_boundary: str | None) -> SearchParams:
 
 def _search(request: Request, body: SearchBody, p: Principal, ctx: ServiceContext, header: str | None,
             index_id: str | None) -> dict[str, Any]:
-    return request.app.state.search_service(ctx).search(p, _params(body, header), path_index=index_id)
+    return request.app.state.search_service(ctx).search(p, to_search_params(body, header), path_index=index_id)
 
 
 @router.post("/v1/search")

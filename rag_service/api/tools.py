@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from rag_service.api.deps import get_ctx, json_object, reader
-from rag_service.api.search import SearchBody
+from rag_service.api.search import SearchBody, to_search_params
 from rag_service.context import ServiceContext
 from rag_service.errors import DataBoundaryViolation, NotFound, ValidationFailed
 from rag_service.models import Project
@@ -27,7 +27,7 @@ from rag_service.services.boundaries import BOUNDARIES, check_boundary, may_read
 from rag_service.services.common import Principal
 from rag_service.services.documents import DocumentService
 from rag_service.services.indexes import IndexService
-from rag_service.services.search import SearchParams, SearchService
+from rag_service.services.search import SearchService
 
 MAX_LIST_INDEXES = 500
 _BOUNDARY_DOC = (
@@ -98,7 +98,7 @@ def _boundary_allows(tc: ToolContext, tier: str, boundary: str, account_id: str 
 
 
 def run_search(tc: ToolContext, args: SearchBody) -> dict[str, Any]:
-    out = tc.search_service.search(tc.principal, SearchParams(**args.model_dump()))
+    out = tc.search_service.search(tc.principal, to_search_params(args, None))
     for row in out["results"]:
         row["citation"] = citation(row.get("best_chunk") or row)
     return out
