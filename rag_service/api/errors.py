@@ -114,7 +114,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 code, message, reason = translated
                 return error_response(code, message, request=request, reason=reason)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        extra = {"limit_bytes": exc.limit_bytes} if hasattr(exc, "limit_bytes") else {}
+        extra = {"limit_bytes": exc.limit_bytes, "reason": "body_too_large"} if isinstance(exc, BodyTooLarge) else {}
         return error_response(code, str(exc.detail), status=exc.status_code, request=request, **extra)
 
     @app.exception_handler(OperationalError)
