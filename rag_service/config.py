@@ -28,10 +28,11 @@ class Settings(BaseSettings):
     bootstrap_key: str | None = None
 
     default_embedding_model: str = DEFAULT_EMBEDDING_MODEL
-    # bf16 is ~2.4x faster on CPU at cosine >= 0.998 to fp32 (see benchmarks/).
     # More models an index may name (comma-separated hub names already in the local
     # cache, or local paths); the shipped all-MiniLM-L6-v2 is always allowed.
     embedding_models: str = ""
+    # fp32 by measurement (`python -m benchmarks precision`): bf16 only pays off on CPUs with
+    # native bf16 (AVX512-BF16 / AMX); the 2-core build machine has neither.
     embedding_precision: Literal["fp32", "bf16"] = "fp32"
     embedding_batch_size: int = 32
     embedding_device: str = "cpu"

@@ -65,5 +65,6 @@ def test_no_server_errors_and_schema_conformance(service):
             exercise()
         except Exception as exc:  # keep going: one report for every operation that fails
             failures[operation.label] = str(exc)[:2000]
-    assert operations >= 30 and len(succeeded) >= 10, sorted(succeeded)
+    assert operations >= 30
+    assert {"GET /v1/indexes", "GET /v1/documents", "GET /v1/keys", "GET /v1/rag/jobs"} <= succeeded, sorted(succeeded)
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
