@@ -108,6 +108,13 @@ class World:
 
 
 @pytest.fixture
+def database_url(tmp_path) -> str:
+    """SQLite only: authorization is decided above the database (the PostgreSQL paths of
+    the same services run in every other API test), and 160 calls per database cost CI time."""
+    return f"sqlite:///{tmp_path / 'rag.db'}"
+
+
+@pytest.fixture
 def world(app_factory) -> World:
     return World(app_factory)
 
