@@ -61,31 +61,12 @@ _MULTIPART_REASONS = (
 )
 
 
-def _cause_of_type(exc: BaseException | None, kind: type) -> BaseException | None:
-    """The first `kind` in exc's cause chain, looking inside exception groups (a body
-    read through a middleware's task group arrives wrapped in one)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, kind):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                found = _cause_of_type(inner, kind)
-                if found is not None:
-                    return found
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None
-
-
 def _body_parse_error(exc: StarletteHTTPException) -> tuple[str, str, str] | None:
     detail = str(exc.detail)
     for prefix, code, reason in _MULTIPART_REASONS:
         if detail.startswith(prefix):
             return code, detail, reason
-    too_large = _cause_of_type(exc.__cause__, BodyTooLarge)
-    if too_large is not None:
-        return "payload_too_large", str(too_large.detail), "body_too_large"
-    if _cause_of_type(exc.__cause__, RecursionError) is not None:
+    if isinstance(exc.__cause__, RecursionError):
         return "validation_error", "the JSON body is nested too deeply", "too_deeply_nested"
     if detail == "There was an error parsing the body":
         return "validation_error", "the request body could not be parsed", "malformed_body"
