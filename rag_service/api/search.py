@@ -7,7 +7,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.deps import data_boundary_header, get_ctx, reader
 from rag_service.context import ServiceContext
-from rag_service.errors import ValidationFailed
 from rag_service.services.common import Principal
 from rag_service.services.search import SearchParams
 
@@ -39,10 +38,7 @@ def to_search_params(body: SearchBody, header_boundary: str | None) -> SearchPar
     data = body.model_dump()
     data["data_boundary"] = body.data_boundary or header_boundary
     weights = data.pop("fusion_weights")
-    if weights is not None:
-        if not all(0 <= w <= 100 for w in weights) or not any(weights):
-            raise ValidationFailed("fusion_weights are two numbers 0-100, not both 0", field="fusion_weights")
-        data["weights"] = (float(weights[0]), float(weights[1]))
+    data["weights"] = tuple(float(w) for w in weights) if weights is not None else None
     return SearchParams(**data)
 
 

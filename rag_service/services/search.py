@@ -124,6 +124,8 @@ class SearchService:
             )
         if p.as_of_version is not None and p.as_of_version < 1:
             raise ValidationFailed("as_of_version must be >= 1", field="as_of_version")
+        if p.weights is not None and (not all(0 <= w <= 100 for w in p.weights) or not any(p.weights)):
+            raise ValidationFailed("fusion_weights are two numbers 0-100, not both 0", field="fusion_weights")
 
     def _resolve_indexes(self, principal: Principal, p: SearchParams, path_index: str | None) -> list[Index]:
         if path_index:
