@@ -91,6 +91,10 @@ class DocumentVersion(SQLModel, table=True):
     status: str = "pending"
     error: str | None = None
     chunk_count: int = 0
+    # Of chunk_count: how many were sent to the model, and how many came from the
+    # embedding cache (text unchanged since an earlier version or document).
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
     text: str = ""
     created_by_key_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)

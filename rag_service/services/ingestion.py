@@ -155,15 +155,17 @@ class IngestionService:
         On failure the version is marked failed and the previous version keeps serving.
         """
         try:
-            self._write_points(index, document, version, chunks)
+            embedded = self._write_points(index, document, version, chunks)
         except Exception as exc:
             self._mark_failed(version.id, f"{type(exc).__name__}: {exc}")
             if isinstance(exc, StoreUnavailable):
                 raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
             raise
-        self.promote(index, document.id, version.id, version.version)
+        self.promote(index, document.id, version.id, version.version,
+                     counts={"chunks_embedded": embedded, "chunks_reused": len(chunks) - embedded})
 
-    def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk]) -> None:
+    def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk]) -> int:
+        """Embed (reusing cached vectors) and upsert; returns how many chunks the model embedded."""
         started = time.perf_counter()
         vectors, computed = self.ctx.embedding.embed(index.embedding_model, [c.text for c in chunks], [c.content_hash for c in chunks])
         if self.ctx.metrics and computed:
@@ -192,6 +194,7 @@ class IngestionService:
             self.ctx.vectors.upsert(index.collection, points[start : start + 256])
         if self.ctx.metrics:
             self.ctx.metrics.ingest_chunks.inc(len(points))
+        return computed
 
     _known_field_indexes: set[tuple[str, str]] = set()
 
@@ -223,7 +226,8 @@ class IngestionService:
             s.exec(update(DocumentVersion).where(DocumentVersion.id == version_id).values(status="failed", error=error[:2000]))
             s.commit()
 
-    def promote(self, index: Index, document_id: str, version_id: str, version: int) -> None:
+    def promote(self, index: Index, document_id: str, version_id: str, version: int,
+                counts: dict[str, int] | None = None) -> None:
         # Flag the new points live before SQL makes them current. The other order leaves a
         # window where SQL rejects the old points and the store has no live new ones, and the
         # document vanishes from search (found by `python -m benchmarks stale`). Early flags
@@ -240,7 +244,7 @@ class IngestionService:
             s.exec(
                 update(DocumentVersion)
                 .where(DocumentVersion.id == version_id)
-                .values(status="ready", ready_at=utcnow(), error=None)
+                .values(status="ready", ready_at=utcnow(), error=None, **(counts or {}))
             )
             s.commit()
         self.sync_live_flags(index, document_id)

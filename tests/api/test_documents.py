@@ -173,3 +173,16 @@ def test_decompression_bomb_docx_is_refused(app_factory):
     r = api.upload(i, "bomb.docx", buf.getvalue())
     assert r.status_code == 422 and r.json()["code"] == "corrupt_document" and r.json()["reason"] == "decompression_bomb"
     assert api.get(f"/v1/indexes/{i}/documents").json()["total"] == 0
+
+
+def test_upload_reports_chunks_embedded_and_reused(api):
+    index = api.create_index(chunk_max_characters=200)
+    sections = [f"# Part {n}\n\nParagraph {n} says the {n}th heron nests by river bend {n * 7}." for n in range(6)]
+    v1 = _upload_ok(api, index["id"], "h.md", "\n\n".join(sections).encode())
+    assert v1["chunk_count"] >= 3 and v1["chunks_embedded"] == v1["chunk_count"] and v1["chunks_reused"] == 0
+    sections[-1] = "# Part 5\n\nThe last paragraph now talks about kingfishers instead."
+    v2 = _upload_ok(api, index["id"], "h.md", "\n\n".join(sections).encode())
+    # Only the edited section's chunk is new text: everything else comes from the cache.
+    assert v2["chunks_embedded"] == 1 and v2["chunks_reused"] == v2["chunk_count"] - 1
+    version = api.get(f"/v1/documents/{v2['id']}/versions/2").json()
+    assert (version["chunks_embedded"], version["chunks_reused"]) == (1, v2["chunk_count"] - 1)
