@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from rag_service.api import documents, indexes, keys, rag, search
+from rag_service.api import documents, health, indexes, keys, rag, search
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.middleware import RequestMiddleware
 from rag_service.config import Settings
@@ -15,6 +15,7 @@ from rag_service.context import ServiceContext, build_context
 from rag_service.limits import StreamingBodyLimit
 from rag_service.services.auth import AuthService
 from rag_service.services.jobs import JobRunner, JobService
+from rag_service.services.readiness import Readiness
 from rag_service.services.search import Reranker, SearchService
 
 log = logging.getLogger("rag_service")
@@ -27,6 +28,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     async def lifespan(app: FastAPI):
         context = ctx or build_context(settings)
         app.state.ctx = context
+        app.state.readiness = Readiness(context)
+        app.state.readiness.start()
         reranker = Reranker(settings.rerank_model)
         app.state.search_service = lambda c: SearchService(c, reranker)
         if settings.bootstrap_key:
@@ -42,7 +45,9 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
             if context.runner is not None:
                 context.runner.stop()
                 context.runner = None
-            if ctx is None:
+            if ctx is None:  # this app built the context: it owns the stores and the parser pool
+                if context.parser is not None:
+                    context.parser.close()
                 context.vectors.close()
                 context.db.dispose()
 
@@ -60,7 +65,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     # Outermost: counts body bytes as they arrive, whatever the headers claim.
     app.add_middleware(StreamingBodyLimit, limit_bytes=settings.max_request_bytes)
 
-    for router in (indexes.router, documents.router, search.router, keys.router, rag.router):
+    for router in (health.router, indexes.router, documents.router, search.router, keys.router, rag.router):
         app.include_router(router)
     from rag_service import mcp_server  # agent tools: OpenAI function calling, and MCP at /mcp
     from rag_service.api import tools

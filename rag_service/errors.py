@@ -55,6 +55,18 @@ class CorruptDocument(ServiceError):
     code = "corrupt_document"
 
 
+class DocumentTooLarge(ServiceError):
+    """A valid document that needs more than a configured limit (parser memory, extracted text)."""
+
+    code = "document_too_large"
+
+
+class ParseTimeout(ServiceError):
+    """A valid document whose parsing ran past RAG_PARSE_TIMEOUT_S."""
+
+    code = "parse_timeout"
+
+
 class RerankNotConfigured(ServiceError):
     code = "rerank_not_configured"
 

@@ -7,23 +7,63 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import ctypes
 import multiprocessing as mp
+import os
+import signal
+import sys
 import threading
+import time
 
-from rag_service.errors import CorruptDocument
+from rag_service.errors import DocumentTooLarge, ParseTimeout
 
 _MB = 1024 * 1024
 
 
-def _limit_memory(memory_mb: int) -> None:
+def _die_with(server_pid: int) -> None:
+    """A parser worker must never outlive the service, however the service ends.
+
+    Its parent is multiprocessing's forkserver, which exits as soon as the service
+    process is gone (its alive-pipe closes), even on SIGKILL; PR_SET_PDEATHSIG turns
+    that into a SIGKILL for the worker. The watchdog covers what the kernel signal
+    can't: a forkserver that outlives the service, or a platform without prctl.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:  # the forkserver is gone: we were reparented
+                os._exit(0)
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # exists, under another user: the service itself is alive
+                pass
+
+    threading.Thread(target=watch, name="parser-watchdog", daemon=True).start()
+
+
+def _init_worker(memory_mb: int, server_pid: int) -> None:
+    _die_with(server_pid)
     import resource
 
     if memory_mb > 0:
         limit = memory_mb * _MB
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    # Import the parsers once per worker, not once per file.
-    import pipelines.parse  # noqa: F401
-    from unstructured.partition import text  # noqa: F401
+    # Import the parsers (and load their models) once per worker, not inside the first
+    # file's timeout.
+    try:
+        _prepare(b"# Warm-up\n\nOne short paragraph.", "warm-up.md", 1000, 0)
+    except Exception:  # noqa: BLE001 - a real file will report the problem
+        pass
 
 
 def _ready() -> bool:
@@ -50,12 +90,16 @@ class ParserPool:
             if self._pool is None:
                 # forkserver: never fork a process that holds torch threads and DB connections.
                 pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("forkserver"),
-                                              initializer=_limit_memory, initargs=(self.memory_mb,))
+                                              initializer=_init_worker, initargs=(self.memory_mb, os.getpid()))
                 # Start the workers and their imports now: a file's timeout covers parsing only.
                 for f in [pool.submit(_ready) for _ in range(self.workers)]:
                     f.result()
                 self._pool = pool
             return self._pool
+
+    def start(self) -> None:
+        """Start the workers and their imports now (at service start-up, not inside an upload)."""
+        self._get()
 
     def _restart(self, pool: cf.ProcessPoolExecutor) -> None:
         with self._lock:
@@ -72,18 +116,27 @@ class ParserPool:
             return future.result(timeout=self.timeout_s)
         except cf.TimeoutError:
             self._restart(pool)
-            raise CorruptDocument(f"parsing took longer than {self.timeout_s:g} s; the file was refused",
-                                  filename=filename, reason="parse_timeout") from None
+            raise ParseTimeout(f"parsing took longer than the {self.timeout_s:g} s limit; "
+                               "RAG_PARSE_TIMEOUT_S raises it", filename=filename, reason="parse_timeout",
+                               limit=self.timeout_s, setting="RAG_PARSE_TIMEOUT_S") from None
         except (cf.process.BrokenProcessPool, MemoryError):
             self._restart(pool)
-            raise CorruptDocument(f"parsing needed more than {self.memory_mb} MB or crashed; the file was refused",
-                                  filename=filename, reason="parse_crashed") from None
+            raise DocumentTooLarge(f"parsing needed more than the {self.memory_mb} MB parser memory limit (or "
+                                   "crashed); RAG_PARSE_MEMORY_MB raises it", filename=filename,
+                                   reason="document_too_large", limit=self.memory_mb,
+                                   setting="RAG_PARSE_MEMORY_MB") from None
 
     def close(self) -> None:
+        """Stop the workers now (a parse in flight is abandoned: its upload fails, nothing is half-written)."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
+            processes = list(getattr(pool, "_processes", {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.join(timeout=2)
+                if proc.is_alive():
+                    proc.kill()
 
 
 _shared: dict[tuple, ParserPool] = {}

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from rag_service.errors import CorruptDocument
+from rag_service.errors import CorruptDocument, DocumentTooLarge, ParseTimeout
 from rag_service.services.ingestion import check_unzipped_size
 from rag_service.services.parsing import ParserPool
 
@@ -37,9 +37,11 @@ def test_real_parse_in_pool(pool):
 def test_hanging_parser_times_out_and_pool_recovers(pool):
     pool.target = hang
     started = time.time()
-    with pytest.raises(CorruptDocument) as err:
+    with pytest.raises(ParseTimeout) as err:
         pool.prepare(b"x", "a.txt", 1000, 0)
-    assert err.value.detail["reason"] == "parse_timeout" and time.time() - started < 20
+    # A valid file that takes too long is not "corrupt": its own code, the limit, and what raises it.
+    assert err.value.code == "parse_timeout" and time.time() - started < 20
+    assert err.value.detail["setting"] == "RAG_PARSE_TIMEOUT_S" and "RAG_PARSE_TIMEOUT_S" in err.value.message
     from rag_service.services.parsing import _prepare
 
     pool.target = _prepare
@@ -48,9 +50,9 @@ def test_hanging_parser_times_out_and_pool_recovers(pool):
 
 def test_memory_limit_refuses_the_file(pool):
     pool.target = balloon
-    with pytest.raises(CorruptDocument) as err:
+    with pytest.raises(DocumentTooLarge) as err:
         pool.prepare(b"x", "a.txt", 1000, 0)
-    assert err.value.detail["reason"] == "parse_crashed"
+    assert err.value.code == "document_too_large" and err.value.detail["setting"] == "RAG_PARSE_MEMORY_MB"
 
 
 def test_zip_bomb_is_refused_before_parsing():
@@ -61,3 +63,37 @@ def test_zip_bomb_is_refused_before_parsing():
         check_unzipped_size(buf.getvalue(), "bomb.docx", limit_mb=500)
     assert err.value.detail["reason"] == "decompression_bomb"
     check_unzipped_size(b"plain text, not a zip", "a.txt", 500)
+
+
+_OWNER = """
+import sys, time
+from rag_service.services.parsing import ParserPool
+pool = ParserPool(timeout_s=30, memory_mb=0, workers=2)
+pool.prepare(b"warm the workers up", "a.txt", 1000, 0)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_workers_die_with_a_killed_owner():
+    """SIGKILL gives the owner no chance to clean up: its pool must still go."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1"})
+    try:
+        assert owner.stdout.readline().strip() == "ready"
+        descendants = psutil.Process(owner.pid).children(recursive=True)
+        assert len(descendants) >= 3  # forkserver (and resource tracker) and two workers
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        gone, alive = psutil.wait_procs(descendants, timeout=10)
+        assert not alive, [p.pid for p in alive]
+    finally:
+        owner.kill()
+        owner.wait(10)
