@@ -110,17 +110,21 @@ class _AuthGate:
         from rag_service.api.deps import api_key_from
         from rag_service.api.errors import error_response
         from rag_service.api.tools import ToolContext
+        from rag_service.services.access import boundary_value
         from rag_service.services.auth import AuthService
 
         request = Request(scope, receive)
         app = scope["app"]
         try:
             principal = await anyio.to_thread.run_sync(AuthService(app.state.ctx.db).authenticate, api_key_from(request))
+            # The boundary the HTTP request names applies to every tool call it carries (the tools
+            # run the access gate with it; an argument naming another boundary is refused).
+            boundary = boundary_value(request.headers.get("x-data-boundary"), request.query_params.get("data_boundary"))
         except ServiceError as exc:
             headers = {"WWW-Authenticate": 'Bearer realm="rag-service"'} if exc.code == "unauthorized" else None
             await error_response(exc.code, exc.message, headers=headers, request=request, **exc.detail)(scope, receive, send)
             return
-        scope[_TOOL_CONTEXT] = ToolContext.from_app(app, principal)
+        scope[_TOOL_CONTEXT] = ToolContext.from_app(app, principal, boundary)
         await self.holder["manager"].handle_request(scope, receive, send)
 
 

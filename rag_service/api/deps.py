@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, Header, Query, Request
 
 from rag_service.context import ServiceContext
+from rag_service.services.access import Boundary, boundary_value
 from rag_service.services.auth import AuthService
 from rag_service.services.common import Principal
 
@@ -24,8 +25,12 @@ def api_key_from(request: Request) -> str | None:
 
 
 def principal(request: Request, ctx: ServiceContext = Depends(get_ctx)) -> Principal:
-    p = AuthService(ctx.db).authenticate(api_key_from(request))
-    request.state.principal = p
+    # AuthBeforeBody (api/middleware.py) authenticates body-carrying requests before the
+    # body is read and leaves the principal here; everything else is authenticated now.
+    p = getattr(request.state, "principal", None)
+    if p is None:
+        p = AuthService(ctx.db).authenticate(api_key_from(request))
+        request.state.principal = p
     return p
 
 
@@ -34,6 +39,7 @@ def requires(role: str):
         AuthService.require(p, role)
         return p
 
+    _check.required_role = role  # read by AuthBeforeBody to refuse before the body is read
     return _check
 
 
@@ -48,8 +54,17 @@ class Paging:
         self.per_page = per_page
 
 
-def data_boundary_header(x_data_boundary: str | None = Header(None)) -> str | None:
-    return x_data_boundary
+def data_boundary_header(x_data_boundary: str | None = Header(None, max_length=100),
+                         data_boundary: str | None = Query(None, max_length=100)) -> str | None:
+    """The data_boundary named outside the body (header or query); routes with a body field
+    combine it with that through access.boundary_value (two different values: 422)."""
+    return boundary_value(x_data_boundary, data_boundary)
+
+
+def boundary(given: str | None = Depends(data_boundary_header),
+             account_id: str | None = Query(None, max_length=200)) -> Boundary:
+    """The boundary of a request without a body field for it (reads, deletes)."""
+    return Boundary.of(given, account_id=account_id)
 
 
 def json_object(raw: str, field: str) -> dict:

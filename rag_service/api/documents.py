@@ -5,9 +5,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
 from fastapi.responses import JSONResponse
 
-from rag_service.api.deps import Paging, editor, get_ctx, json_object, reader
+from rag_service.api.deps import Paging, boundary, data_boundary_header, editor, get_ctx, json_object, reader
 from rag_service.context import ServiceContext
 from rag_service.errors import PayloadTooLarge, ValidationFailed
+from rag_service.services.access import Boundary
 from rag_service.services.common import Principal
 from rag_service.services.documents import DocumentService, parse_if_match
 
@@ -58,22 +59,25 @@ def upload_document(
     if_version: str | None = Form(None),
     if_match: str | None = Header(None),
     run_async: bool = Query(False, alias="async"),
-    x_data_boundary: str | None = Header(None),
+    data_boundary: str | None = Form(None, max_length=100),
+    account_id: str | None = Form(None, max_length=200),
+    outside: str | None = Depends(data_boundary_header),
     p: Principal = Depends(editor),
     ctx: ServiceContext = Depends(get_ctx),
 ):
+    under = Boundary.of(data_boundary, outside, account_id=account_id)  # sync and async alike
     data = _read_limited(file, ctx.settings.max_upload_bytes)
     from fastapi.encoders import jsonable_encoder
 
     if run_async:
         job, view = DocumentService(ctx).upload_async(
             p, index_id, data, file.filename or "", name, _metadata(metadata), _if_version(if_version, if_match),
-            x_data_boundary)
+            under)
         if job is None:  # identical to the latest version: nothing to do
             return JSONResponse(jsonable_encoder(view), status_code=200, headers={"ETag": view["etag"]})
         return JSONResponse(jsonable_encoder({**job, "document": view}), status_code=202)
     view, created = DocumentService(ctx).upload(
-        p, index_id, data, file.filename or "", name, _metadata(metadata), _if_version(if_version, if_match)
+        p, index_id, data, file.filename or "", name, _metadata(metadata), _if_version(if_version, if_match), under
     )
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200, headers={"ETag": view["etag"]})
 
@@ -81,66 +85,74 @@ def upload_document(
 @router.get("/v1/indexes/{index_id}/documents")
 def list_index_documents(index_id: str, paging: Paging = Depends(), include_deleted: bool = False,
                          name_prefix: str | None = None, p: Principal = Depends(reader),
-                         ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).list(p, index_id, paging.page, paging.per_page, include_deleted, name_prefix)
+                         under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).list(p, index_id, paging.page, paging.per_page, include_deleted, name_prefix, under)
 
 
 @router.get("/v1/indexes/{index_id}/documents/by-name/{name:path}/versions")
-def document_versions(index_id: str, name: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).versions(p, index_id, name)
+def document_versions(index_id: str, name: str, p: Principal = Depends(reader), under: Boundary = Depends(boundary),
+                      ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).versions(p, index_id, name, under)
 
 
 @router.get("/v1/indexes/{index_id}/documents/by-name/{name:path}")
-def document_by_name(index_id: str, name: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).get_by_name(p, index_id, name)
+def document_by_name(index_id: str, name: str, p: Principal = Depends(reader), under: Boundary = Depends(boundary),
+                     ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).get_by_name(p, index_id, name, under)
 
 
 @router.get("/v1/indexes/{index_id}/documents/{document_id}")
-def get_index_document(index_id: str, document_id: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).get(p, document_id, index_id)
+def get_index_document(index_id: str, document_id: str, p: Principal = Depends(reader),
+                       under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).get(p, document_id, index_id, under)
 
 
 @router.get("/v1/indexes/{index_id}/documents/{document_id}/versions/{version}")
-def get_index_document_version(index_id: str, document_id: str, version: int, p: Principal = Depends(reader),
+def get_index_document_version(index_id: str, document_id: str, version: int,
+                               p: Principal = Depends(reader), under: Boundary = Depends(boundary),
                                ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).version(p, document_id, version, index_id)
+    return DocumentService(ctx).version(p, document_id, version, index_id, under)
 
 
 @router.delete("/v1/indexes/{index_id}/documents/{document_id}")
-def delete_index_document(index_id: str, document_id: str, hard: bool = Query(False), p: Principal = Depends(editor),
+def delete_index_document(index_id: str, document_id: str, hard: bool = Query(False),
+                          p: Principal = Depends(editor), under: Boundary = Depends(boundary),
                           ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).delete(p, document_id, hard, index_id)
+    return DocumentService(ctx).delete(p, document_id, hard, index_id, under)
 
 
 @router.post("/v1/indexes/{index_id}/documents/{document_id}/restore")
 def restore_index_document(index_id: str, document_id: str, p: Principal = Depends(editor),
-                           ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).restore(p, document_id, index_id)
+                           under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).restore(p, document_id, index_id, under)
 
 
 @router.get("/v1/documents")
 def list_documents(paging: Paging = Depends(), include_deleted: bool = False, name_prefix: str | None = None,
-                   p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).list(p, None, paging.page, paging.per_page, include_deleted, name_prefix)
+                   p: Principal = Depends(reader), under: Boundary = Depends(boundary),
+                   ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).list(p, None, paging.page, paging.per_page, include_deleted, name_prefix, under)
 
 
 @router.get("/v1/documents/{document_id}")
-def get_document(document_id: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).get(p, document_id)
+def get_document(document_id: str, p: Principal = Depends(reader), under: Boundary = Depends(boundary),
+                 ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).get(p, document_id, boundary=under)
 
 
 @router.get("/v1/documents/{document_id}/versions/{version}")
 def get_document_version(document_id: str, version: int, p: Principal = Depends(reader),
-                         ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).version(p, document_id, version)
+                         under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).version(p, document_id, version, boundary=under)
 
 
 @router.delete("/v1/documents/{document_id}")
 def delete_document(document_id: str, hard: bool = Query(False), p: Principal = Depends(editor),
-                    ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).delete(p, document_id, hard)
+                    under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).delete(p, document_id, hard, boundary=under)
 
 
 @router.post("/v1/documents/{document_id}/restore")
-def restore_document(document_id: str, p: Principal = Depends(editor), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    return DocumentService(ctx).restore(p, document_id)
+def restore_document(document_id: str, p: Principal = Depends(editor), under: Boundary = Depends(boundary),
+                     ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return DocumentService(ctx).restore(p, document_id, boundary=under)

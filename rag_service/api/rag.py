@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.deps import Paging, admin, api_key_from, data_boundary_header, editor, get_ctx, reader
 from rag_service.context import ServiceContext
+from rag_service.services.access import boundary_value
 from rag_service.services.audit import AuditService
 from rag_service.services.auth import AuthService
 from rag_service.services.common import Principal
@@ -53,7 +54,7 @@ def list_jobs(paging: Paging = Depends(), status: str | None = None, p: Principa
 def submit_job(body: JobCreate, header: str | None = Depends(data_boundary_header), p: Principal = Depends(editor),
                ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     data = body.model_dump()
-    data["data_boundary"] = body.data_boundary or header
+    data["data_boundary"] = boundary_value(body.data_boundary, header)  # header and body disagree: 422
     return JobService(ctx).submit(p, data)
 
 

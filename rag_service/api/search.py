@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.deps import data_boundary_header, get_ctx, reader
 from rag_service.context import ServiceContext
+from rag_service.services.access import boundary_value
 from rag_service.services.common import Principal
 from rag_service.services.search import SearchParams
 
@@ -36,7 +37,7 @@ class SearchBody(BaseModel):
 
 def to_search_params(body: SearchBody, header_boundary: str | None) -> SearchParams:
     data = body.model_dump()
-    data["data_boundary"] = body.data_boundary or header_boundary
+    data["data_boundary"] = boundary_value(body.data_boundary, header_boundary)  # two different: 422
     weights = data.pop("fusion_weights")
     data["weights"] = tuple(float(w) for w in weights) if weights is not None else None
     return SearchParams(**data)

@@ -18,12 +18,12 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from rag_service.api.deps import get_ctx, json_object, reader
+from rag_service.api.deps import data_boundary_header, get_ctx, json_object, reader
 from rag_service.api.search import SearchBody, to_search_params
 from rag_service.context import ServiceContext
-from rag_service.errors import DataBoundaryViolation, NotFound, ValidationFailed
-from rag_service.models import Project
-from rag_service.services.boundaries import BOUNDARIES, check_boundary, may_read
+from rag_service.errors import NotFound, ValidationFailed
+from rag_service.services.access import AccessService, Boundary
+from rag_service.services.boundaries import BOUNDARIES
 from rag_service.services.common import Principal
 from rag_service.services.documents import DocumentService
 from rag_service.services.indexes import IndexService
@@ -37,16 +37,22 @@ _BOUNDARY_DOC = (
 
 @dataclass(frozen=True)
 class ToolContext:
-    """Who calls, and the services to call with."""
+    """Who calls, and the services to call with. `boundary` is the data_boundary the HTTP
+    request named outside the arguments (X-Data-Boundary or ?data_boundary=): every tool runs
+    under it, and an argument that names a different one is refused."""
 
     ctx: ServiceContext
     principal: Principal
     search_service: SearchService
+    boundary: str | None = None
 
     @classmethod
-    def from_app(cls, app: Any, principal: Principal) -> ToolContext:
+    def from_app(cls, app: Any, principal: Principal, boundary: str | None = None) -> ToolContext:
         ctx = app.state.ctx
-        return cls(ctx=ctx, principal=principal, search_service=app.state.search_service(ctx))
+        return cls(ctx=ctx, principal=principal, search_service=app.state.search_service(ctx), boundary=boundary)
+
+    def under(self, data_boundary: str | None, account_id: str | None) -> Boundary:
+        return Boundary.of(data_boundary, self.boundary, account_id=account_id)
 
 
 # -- arguments ----------------------------------------------------------------
@@ -91,37 +97,26 @@ def citation(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- handlers -----------------------------------------------------------------
-def _boundary_allows(tc: ToolContext, tier: str, boundary: str, account_id: str | None) -> bool:
-    with tc.ctx.db.session() as s:
-        project = s.get(Project, tc.principal.project_id)
-    return may_read(boundary, tier, account_id, project.account_id if project else None)
-
-
 def run_search(tc: ToolContext, args: SearchBody) -> dict[str, Any]:
-    out = tc.search_service.search(tc.principal, to_search_params(args, None))
+    out = tc.search_service.search(tc.principal, to_search_params(args, tc.boundary))
     for row in out["results"]:
         row["citation"] = citation(row.get("best_chunk") or row)
     return out
 
 
 def run_get_document(tc: ToolContext, args: GetDocumentArgs) -> dict[str, Any]:
-    documents = DocumentService(tc.ctx)
+    under = tc.under(args.data_boundary, args.account_id)
+    documents = DocumentService(tc.ctx)  # the access gate runs in each read (audited refusals)
     if args.document_id:
-        doc = documents.get(tc.principal, args.document_id, args.index_id)
+        doc = documents.get(tc.principal, args.document_id, args.index_id, under)
     elif args.index_id and args.name:
-        doc = documents.get_by_name(tc.principal, args.index_id, args.name)
+        doc = documents.get_by_name(tc.principal, args.index_id, args.name, under)
     else:
         raise ValidationFailed("give document_id, or index_id and name", field="document_id")
-    index = IndexService(tc.ctx).get_owned(tc.principal, doc["index_id"])
-    boundary = check_boundary(args.data_boundary)
-    if not _boundary_allows(tc, index.privacy_tier, boundary, args.account_id):
-        raise DataBoundaryViolation(
-            f"data boundary {boundary!r} may not read index tier(s) {index.privacy_tier}",
-            data_boundary=boundary,
-            indexes_excluded=[{"index_id": index.id, "privacy_tier": index.privacy_tier}],
-        )
+    index = AccessService(tc.ctx).resolve(tc.principal, doc["index_id"])
+    boundary = under.name
     number = args.version or doc["current_version"] or doc["latest_version"]
-    version = documents.version(tc.principal, doc["id"], number)
+    version = documents.version(tc.principal, doc["id"], number, boundary=under)
     text = version.pop("text") or ""
     chunks = version.pop("chunks")
     out = {
@@ -151,14 +146,12 @@ def run_get_document(tc: ToolContext, args: GetDocumentArgs) -> dict[str, Any]:
 
 
 def run_list_indexes(tc: ToolContext, args: ListIndexesArgs) -> dict[str, Any]:
-    boundary = check_boundary(args.data_boundary)
+    under = tc.under(args.data_boundary, args.account_id)
     listing = IndexService(tc.ctx).list(tc.principal, 1, MAX_LIST_INDEXES)
+    refused = {e["index_id"] for e in AccessService(tc.ctx).partition(tc.principal, "read", under)[1]}
     keys = ("id", "name", "description", "privacy_tier", "document_count", "embedding_model")
-    indexes = [
-        {k: i[k] for k in keys} | {"readable": _boundary_allows(tc, i["privacy_tier"], boundary, args.account_id)}
-        for i in listing["items"]
-    ]
-    return {"indexes": indexes, "total": listing["total"], "data_boundary": boundary}
+    indexes = [{k: i[k] for k in keys} | {"readable": i["id"] not in refused} for i in listing["items"]]
+    return {"indexes": indexes, "total": listing["total"], "data_boundary": under.name}
 
 
 # -- the registry -------------------------------------------------------------
@@ -313,12 +306,12 @@ def list_openai_tools(p: Principal = Depends(reader)) -> list[dict[str, Any]]:
 
 @router.post("/call")
 def call(body: ToolCallBody, request: Request, p: Principal = Depends(reader),
-         ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+         header: str | None = Depends(data_boundary_header), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     name = body.function.name if body.function else body.name
     if not name:
         raise ValidationFailed("name is required", field="name")
     arguments = body.function.arguments if body.function else body.arguments
-    out = {"name": name, "content": call_tool(ToolContext.from_app(request.app, p), name, arguments)}
+    out = {"name": name, "content": call_tool(ToolContext.from_app(request.app, p, header), name, arguments)}
     if body.id:
         out["tool_call_id"] = body.id
     return out

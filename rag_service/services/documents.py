@@ -13,9 +13,9 @@ from sqlmodel import delete, select
 
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed, VersionConflict
-from rag_service.models import Chunk, Document, DocumentVersion, Index, UploadBlob, utcnow
+from rag_service.models import Chunk, Document, DocumentVersion, Index, Job, UploadBlob, utcnow
+from rag_service.services.access import Access, AccessService, Boundary, nfc, spellings
 from rag_service.services.common import Principal, audit, get_owned, page_of
-from rag_service.services.indexes import IndexService
 from rag_service.services.ingestion import (
     IngestionService,
     PreparedUpload,
@@ -106,7 +106,7 @@ def document_view(doc: Document, v: DocumentVersion | None, **extra: Any) -> dic
 class DocumentService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.indexes = IndexService(ctx)
+        self.access = AccessService(ctx)
         self.ingestion = IngestionService(ctx)
 
     # -- upload ----------------------------------------------------------------
@@ -119,9 +119,11 @@ class DocumentService:
         name: str | None,
         metadata: dict[str, Any],
         if_version: int | None,
+        boundary: Boundary = Boundary(),
     ) -> tuple[dict[str, Any], bool]:
-        """Returns (document view, created). created=False means unchanged."""
-        index = self.indexes.get_owned(principal, index_id)
+        """Returns (document view, created). created=False means unchanged. `index_id` is an
+        index id or name; the access gate runs before the file is parsed or anything is written."""
+        index = self.access.authorize(principal, index_id, "write", boundary).index
         filename = clean_name(filename or "upload")
         name = clean_name(name) if name else filename
         if if_version is not None and if_version < 0:
@@ -141,11 +143,13 @@ class DocumentService:
         return document_view(document, version), True
 
     def upload_async(self, principal: Principal, index_id: str, data: bytes, filename: str, name: str | None,
-                     metadata: dict[str, Any], if_version: int | None, data_boundary: str | None = None):
-        """Claim the version now (so if_version answers at once), parse and index in an `ingest` job."""
+                     metadata: dict[str, Any], if_version: int | None, boundary: Boundary = Boundary()):
+        """Claim the version now (so if_version answers at once), parse and index in an `ingest` job.
+        The gate runs first: a refused upload stores no version and no bytes (the job's own check
+        below then cannot refuse what the gate let through)."""
         from rag_service.services.jobs import JobService
 
-        index = self.indexes.get_owned(principal, index_id)
+        index = self.access.authorize(principal, index_id, "write", boundary).index
         filename = clean_name(filename or "upload")
         name = clean_name(name) if name else filename
         prepared = sniff_upload(data, filename)
@@ -155,7 +159,8 @@ class DocumentService:
         document, version, _ = self._allocate_version(principal, index, name, prepared, metadata, if_version,
                                                       status="pending", blob=data)
         job = JobService(self.ctx).submit(principal, {
-            "job_class": "ingest", "index_id": index.id, "data_boundary": data_boundary,
+            "job_class": "ingest", "index_id": index.id, "data_boundary": boundary.name,
+            "account_id": boundary.account_id,
             "params": {"version_id": version.id, "document_id": document.id},
         })
         return job, document_view(document, version)
@@ -175,17 +180,26 @@ class DocumentService:
             if if_version is not None and if_version != doc.latest_version:
                 raise _conflict(doc.latest_version, if_version)
             latest = self._latest(s, doc)
+            queued = latest is not None and latest.status == "pending" and self._has_live_job(s, latest)
         if (
             latest is not None
             and doc.deleted_at is None
-            # Only a version that is served (or queued to be) makes a re-upload a no-op: one
-            # left "indexing" by a crash or a database outage must not swallow the client's retry.
-            and (latest.version == doc.current_version or latest.status == "pending")
+            # Only a version that is served (or queued to be, by a job that still exists) makes a
+            # re-upload a no-op: one left "indexing" by a crash or a database outage, or "pending"
+            # with no ingest job to finish it, must not swallow the client's retry.
+            and (latest.version == doc.current_version or queued)
             and latest.content_hash == content_hash
             and (latest.doc_metadata or {}) == metadata
         ):
             return document_view(doc, latest, unchanged=True)
         return None
+
+    @staticmethod
+    def _has_live_job(s, version: DocumentVersion) -> bool:
+        """An ingest job that will still index this pending version (queued, or running)."""
+        jobs = s.exec(select(Job.params).where(Job.job_class == "ingest", Job.status.in_(("queued", "running")),
+                                               Job.params["version_id"].as_string() == version.id)).all()
+        return bool(jobs)
 
     def _allocate_version(self, principal: Principal, index: Index, name: str, prepared: PreparedUpload,
                           metadata: dict, if_version: int | None, status: str = "indexing", blob: bytes | None = None):
@@ -254,11 +268,16 @@ class DocumentService:
         raise VersionConflict("too much contention on this document name; retry", current_version=None)
 
     # -- reads -----------------------------------------------------------------
-    def _owned_document(self, principal: Principal, document_id: str, index_id: str | None = None) -> Document:
+    def _document(self, principal: Principal, document_id: str, operation: str, boundary: Boundary,
+                  index_id: str | None = None) -> tuple[Document, Access]:
+        """A document of the project, through the access gate of its index (the index named in
+        the path, id or name, first; the document must then be in it)."""
+        self.access.require_role(principal, operation)
+        access = self.access.authorize(principal, index_id, operation, boundary) if index_id else None
         doc = get_owned(self.ctx.db, Document, document_id, principal.project_id, "document", document_id=document_id)
-        if index_id and doc.index_id != index_id:
+        if access is not None and doc.index_id != access.index.id:
             raise NotFound("document not found", document_id=document_id)
-        return doc
+        return doc, access or self.access.authorize(principal, doc.index_id, operation, boundary)
 
     def _view(self, doc: Document) -> dict[str, Any]:
         with self.ctx.db.session() as s:
@@ -269,44 +288,59 @@ class DocumentService:
         return document_view(doc, v)
 
     def list(self, principal: Principal, index_id: str | None, page: int, per_page: int,
-             include_deleted: bool = False, name_prefix: str | None = None) -> dict[str, Any]:
+             include_deleted: bool = False, name_prefix: str | None = None,
+             boundary: Boundary = Boundary()) -> dict[str, Any]:
+        """One index's documents (refused under a boundary that may not read it), or the
+        project's, skipping indexes the boundary may not read and listing them as excluded."""
+        excluded: list[dict[str, Any]] = []
         if index_id:
-            self.indexes.get_owned(principal, index_id)
+            index_id = self.access.authorize(principal, index_id, "read", boundary).index.id
+        else:
+            excluded = self.access.partition(principal, "read", boundary)[1]
         with self.ctx.db.session() as s:
             q = select(Document).where(Document.project_id == principal.project_id)
             if index_id:
                 q = q.where(Document.index_id == index_id)
+            if excluded:
+                q = q.where(Document.index_id.not_in([e["index_id"] for e in excluded]))
             if not include_deleted:
                 q = q.where(Document.deleted_at.is_(None))
             if name_prefix:
-                q = q.where(Document.name.startswith(name_prefix))
+                q = q.where(Document.name.startswith(nfc(name_prefix)))
             total = s.exec(select(func.count()).select_from(q.subquery())).one()
             docs = s.exec(q.order_by(Document.created_at, Document.id).offset((page - 1) * per_page).limit(per_page)).all()
-        return page_of([self._view(d) for d in docs], total, page, per_page)
+        out = page_of([self._view(d) for d in docs], total, page, per_page) | {"data_boundary": boundary.name}
+        return out if index_id else out | {"indexes_excluded": excluded}
 
-    def get(self, principal: Principal, document_id: str, index_id: str | None = None) -> dict[str, Any]:
-        return self._view(self._owned_document(principal, document_id, index_id))
+    def get(self, principal: Principal, document_id: str, index_id: str | None = None,
+            boundary: Boundary = Boundary()) -> dict[str, Any]:
+        return self._view(self._document(principal, document_id, "read", boundary, index_id)[0])
 
-    def get_by_name(self, principal: Principal, index_id: str, name: str) -> dict[str, Any]:
-        return self._view(self._by_name(principal, index_id, name))
+    def get_by_name(self, principal: Principal, index_id: str, name: str,
+                    boundary: Boundary = Boundary()) -> dict[str, Any]:
+        return self._view(self._by_name(principal, index_id, name, boundary))
 
-    def _by_name(self, principal: Principal, index_id: str, name: str) -> Document:
-        self.indexes.get_owned(principal, index_id)
+    def _by_name(self, principal: Principal, index_id: str, name: str, boundary: Boundary) -> Document:
+        """Names are stored in NFC: either spelling of `café.txt` finds the document."""
+        index = self.access.authorize(principal, index_id, "read", boundary).index
         with self.ctx.db.session() as s:
-            doc = s.exec(select(Document).where(Document.index_id == index_id, Document.name == name)).first()
-        if doc is None:
+            docs = s.exec(select(Document).where(Document.index_id == index.id,
+                                                 Document.name.in_(spellings(name)))).all()
+        if not docs:
             raise NotFound("document not found", name=name)
-        return doc
+        return min(docs, key=lambda d: d.name != nfc(name))  # the NFC row, if an old build left both
 
-    def versions(self, principal: Principal, index_id: str, name: str) -> dict[str, Any]:
-        doc = self._by_name(principal, index_id, name)
+    def versions(self, principal: Principal, index_id: str, name: str,
+                 boundary: Boundary = Boundary()) -> dict[str, Any]:
+        doc = self._by_name(principal, index_id, name, boundary)
         with self.ctx.db.session() as s:
             rows = s.exec(select(DocumentVersion).where(DocumentVersion.document_id == doc.id).order_by(DocumentVersion.version)).all()
         items = [version_view(v) | {"current": v.version == doc.current_version} for v in rows]
         return page_of(items, len(items), 1, max(len(items), 1)) | {"document_id": doc.id, "name": doc.name}
 
-    def version(self, principal: Principal, document_id: str, number: int, index_id: str | None = None) -> dict[str, Any]:
-        doc = self._owned_document(principal, document_id, index_id)
+    def version(self, principal: Principal, document_id: str, number: int, index_id: str | None = None,
+                boundary: Boundary = Boundary()) -> dict[str, Any]:
+        doc = self._document(principal, document_id, "read", boundary, index_id)[0]
         with self.ctx.db.session() as s:
             v = s.exec(select(DocumentVersion).where(DocumentVersion.document_id == doc.id, DocumentVersion.version == number)).first()
             if v is None:
@@ -321,9 +355,10 @@ class DocumentService:
         return out
 
     # -- delete / restore --------------------------------------------------------
-    def delete(self, principal: Principal, document_id: str, hard: bool, index_id: str | None = None) -> dict[str, Any]:
-        doc = self._owned_document(principal, document_id, index_id)
-        index = self.indexes.get_owned(principal, doc.index_id)
+    def delete(self, principal: Principal, document_id: str, hard: bool, index_id: str | None = None,
+               boundary: Boundary = Boundary()) -> dict[str, Any]:
+        doc, access = self._document(principal, document_id, "write", boundary, index_id)
+        index = access.index
         if hard:
             with self.ctx.db.session() as s:
                 version_ids = select(DocumentVersion.id).where(DocumentVersion.document_id == doc.id)
@@ -343,17 +378,18 @@ class DocumentService:
             s.commit()
         self.ingestion.sync_live_flags(index, doc.id)
         self.ingestion.refresh_bm25_average(index.id)
-        return self.get(principal, doc.id)
+        return self.get(principal, doc.id, boundary=boundary)
 
-    def restore(self, principal: Principal, document_id: str, index_id: str | None = None) -> dict[str, Any]:
-        doc = self._owned_document(principal, document_id, index_id)
-        index = self.indexes.get_owned(principal, doc.index_id)
+    def restore(self, principal: Principal, document_id: str, index_id: str | None = None,
+                boundary: Boundary = Boundary()) -> dict[str, Any]:
+        doc, access = self._document(principal, document_id, "write", boundary, index_id)
+        index = access.index
         with self.ctx.db.session() as s:
             s.exec(update(Document).where(Document.id == doc.id).values(deleted_at=None, updated_at=utcnow()))
             audit(s, principal, "document.restore", "document", doc.id, name=doc.name)
             s.commit()
         self.ingestion.sync_live_flags(index, doc.id)
-        return self.get(principal, doc.id)
+        return self.get(principal, doc.id, boundary=boundary)
 
 
 def _doc_filter(document_id: str):

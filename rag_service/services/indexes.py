@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from sqlalchemy import func
@@ -86,7 +87,7 @@ class IndexService:
         index = Index(
             id=index_id,
             project_id=principal.project_id,
-            name=body["name"].strip(),
+            name=unicodedata.normalize("NFC", body["name"].strip()),  # looked up in NFC (services/access.py)
             description=body.get("description") or "",
             privacy_tier=body.get("privacy_tier") or "private",
             embedding_model=model,
@@ -135,7 +136,7 @@ class IndexService:
             index = s.get(Index, index_id)
             for key, value in body.items():
                 if value is not None:
-                    setattr(index, key, value.strip() if key == "name" else value)
+                    setattr(index, key, unicodedata.normalize("NFC", value.strip()) if key == "name" else value)
             index.updated_at = utcnow()
             s.add(index)
             audit(s, principal, "index.update", "index", index_id, changes=body)

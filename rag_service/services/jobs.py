@@ -20,9 +20,10 @@ from sqlalchemy import and_, func, or_, update
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
-from rag_service.errors import DataBoundaryViolation, NotFound, ServiceError, ValidationFailed
-from rag_service.models import Index, Job, Project, utcnow
-from rag_service.services.boundaries import BOUNDARIES, POLICY, check_boundary, may_read
+from rag_service.errors import ServiceError, ValidationFailed
+from rag_service.models import Job, utcnow
+from rag_service.services.access import AccessService, Boundary
+from rag_service.services.boundaries import BOUNDARIES, POLICY
 from rag_service.services.common import PRIVACY_TIERS, Principal, audit, get_owned, page_of
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class JobService:
         spec = JOB_CLASSES.get(job_class)
         if spec is None:
             raise ValidationFailed(f"unknown job_class {job_class!r}; one of {', '.join(JOB_CLASSES)}", field="job_class")
-        boundary = check_boundary(body.get("data_boundary"))
+        under = Boundary.of(body.get("data_boundary"), account_id=body.get("account_id"))
+        boundary = under.name
         if spec["status"] != "live":
             raise JobNotLive(f"job class {job_class!r} is planned, not live", job_class=job_class)
         params = body.get("params") or {}
@@ -115,22 +117,15 @@ class JobService:
             raise ValidationFailed(f"privacy_tier must be one of {', '.join(PRIVACY_TIERS)}", field="privacy_tier")
         if spec["needs_index"] and not index_id:
             raise ValidationFailed(f"job class {job_class!r} needs index_id", field="index_id")
+        # The access gate: the index (id or name) and any declared tier, before the job row exists.
+        gate = AccessService(self.ctx)
+        tiers: set[str] = {tier} if tier else set()
+        if index_id:
+            index = gate.authorize(principal, index_id, "job", under).index
+            index_id = index.id
+            tiers.add(index.privacy_tier)
+        gate.authorize_tiers(principal, "job", under, tiers, "job", None, job_class=job_class, index_id=index_id)
         with self.ctx.db.session() as s:
-            project = s.get(Project, principal.project_id)
-            tiers: set[str] = {tier} if tier else set()
-            if index_id:
-                index = s.get(Index, index_id)
-                if index is None or index.project_id != principal.project_id:
-                    raise NotFound("index not found", index_id=index_id)
-                tiers.add(index.privacy_tier)
-            refused = sorted(t for t in tiers if not may_read(boundary, t, body.get("account_id"), project.account_id))
-            if refused:
-                audit(s, principal, "boundary.refused", "job", None, job_class=job_class, data_boundary=boundary,
-                      privacy_tiers=refused, index_id=index_id)
-                s.commit()
-                raise DataBoundaryViolation(
-                    f"data boundary {boundary!r} may not read privacy tier(s) {', '.join(refused)}",
-                    data_boundary=boundary, privacy_tiers=refused)
             job = Job(
                 project_id=principal.project_id, job_class=job_class, data_boundary=boundary,
                 privacy_tier=tier or (next(iter(tiers)) if tiers else None), account_id=body.get("account_id"),

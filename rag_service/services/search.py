@@ -16,16 +16,14 @@ from sqlmodel import select
 from pipelines.lexical import query_vector, tokenize
 from rag_service.context import ServiceContext
 from rag_service.errors import (
-    DataBoundaryViolation,
     RerankNotConfigured,
     RetrievalUnavailable,
     ValidationFailed,
 )
-from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index, Project
-from rag_service.services.boundaries import check_boundary, may_read
-from rag_service.services.common import Principal, audit
+from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index
+from rag_service.services.access import AccessService, Boundary
+from rag_service.services.common import Principal
 from rag_service.services.filters import parse_filters
-from rag_service.services.indexes import IndexService
 from rag_service.stores.vector import Filter, Hit, Match, SearchRequest, StoreUnavailable
 
 MODES = ("hybrid", "dense", "lexical")
@@ -104,7 +102,7 @@ def highlight(text: str, query_stems: set[str], width: int = 240) -> list[str]:
 class SearchService:
     def __init__(self, ctx: ServiceContext, reranker: Reranker | None = None) -> None:
         self.ctx = ctx
-        self.indexes = IndexService(ctx)
+        self.access = AccessService(ctx)
         self.reranker = reranker or Reranker(ctx.settings.rerank_model)
 
     def validate(self, p: SearchParams) -> None:
@@ -127,40 +125,22 @@ class SearchService:
         if p.weights is not None and (not all(0 <= w <= 100 for w in p.weights) or not any(p.weights)):
             raise ValidationFailed("fusion_weights are two numbers 0-100, not both 0", field="fusion_weights")
 
-    def _resolve_indexes(self, principal: Principal, p: SearchParams, path_index: str | None) -> list[Index]:
-        if path_index:
-            return [self.indexes.get_owned(principal, path_index)]
-        if p.index_ids:
-            return [self.indexes.get_owned(principal, i) for i in dict.fromkeys(p.index_ids)]
-        with self.ctx.db.session() as s:
-            return list(s.exec(select(Index).where(Index.project_id == principal.project_id).order_by(Index.created_at)).all())
+    def _authorized_indexes(self, principal: Principal, p: SearchParams, boundary: Boundary,
+                            path_index: str | None) -> tuple[list[Index], list[dict[str, Any]]]:
+        """(indexes to search, exclusions): named indexes are all-or-403, all indexes skip what
+        the boundary may not read (the access gate decides both)."""
+        named = [path_index] if path_index else list(dict.fromkeys(p.index_ids or []))
+        if named:
+            return [a.index for a in self.access.authorize_many(principal, named, "search", boundary)], []
+        return self.access.partition(principal, "search", boundary)
 
     def search(self, principal: Principal, p: SearchParams, path_index: str | None = None) -> dict[str, Any]:
         started = time.perf_counter()
         self.validate(p)
-        boundary = check_boundary(p.data_boundary)
+        gate = Boundary.of(p.data_boundary, account_id=p.account_id)
+        boundary = gate.name
         conditions = parse_filters(p.filters)
-        indexes = self._resolve_indexes(principal, p, path_index)
-        explicit = bool(path_index or p.index_ids)
-        with self.ctx.db.session() as s:
-            project = s.get(Project, principal.project_id)
-        allowed, excluded = [], []
-        for index in indexes:
-            if may_read(boundary, index.privacy_tier, p.account_id, project.account_id if project else None):
-                allowed.append(index)
-            else:
-                excluded.append({"index_id": index.id, "privacy_tier": index.privacy_tier})
-        if explicit and excluded:
-            with self.ctx.db.session() as s:
-                audit(s, principal, "boundary.refused", "index", excluded[0]["index_id"], data_boundary=boundary,
-                      excluded=excluded)
-                s.commit()
-            raise DataBoundaryViolation(
-                f"data boundary {boundary!r} may not read index tier(s) "
-                + ", ".join(sorted({e["privacy_tier"] for e in excluded})),
-                data_boundary=boundary,
-                indexes_excluded=excluded,
-            )
+        allowed, excluded = self._authorized_indexes(principal, p, gate, path_index)
 
         results, stale_dropped, models = self.retrieve(allowed, p, conditions)
         if stale_dropped and self.ctx.metrics:
