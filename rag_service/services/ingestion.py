@@ -86,12 +86,9 @@ def check_unzipped_size(data: bytes, filename: str, limit_mb: int) -> None:
 
 def prepare_text(text: str, max_characters: int, overlap: int) -> PreparedUpload:
     """Re-chunk a version from its stored text (a reindex with new chunking settings)."""
-    from unstructured.partition.text import partition_text
+    from pipelines.parse import parse_text
 
-    from pipelines.parse import _install_offline_spacy
-
-    _install_offline_spacy()
-    chunks = chunk_elements(partition_text(text=text), max_characters, overlap)
+    chunks = chunk_elements(parse_text(text), max_characters, overlap)
     return PreparedUpload(filename="", media_type="text/plain", content_hash="", size=len(text), text=text,
                           chunks=chunks, tokens=[tokenize(c.text) for c in chunks])
 
