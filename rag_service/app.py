@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from rag_service.api import documents, health, indexes, keys, rag, search
 from rag_service.api.errors import install_error_handlers
-from rag_service.api.middleware import RequestMiddleware
+from rag_service.api.middleware import AuthBeforeBody, RequestMiddleware
 from rag_service.config import Settings
 from rag_service.context import ServiceContext, build_context
 from rag_service.limits import StreamingBodyLimit
@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     app = FastAPI(title="RAG service", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
 
+    # Innermost: key and role checked before any body is read (added first: inside CORS).
+    app.add_middleware(AuthBeforeBody)
     if settings.cors_origins.strip():
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +25,7 @@ from rag_service.logs import request_id_var
 from rag_service.services.ratelimit import RateLimiter
 
 access_log = logging.getLogger("rag_service.access")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
 
 
@@ -99,3 +101,86 @@ class RequestMiddleware:
         access_log.info("%s %s %s", request.method, route, status, extra={
             "method": request.method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 1),
             "key_id": getattr(principal, "key_id", None), "project_id": getattr(principal, "project_id", None)})
+
+
+def role_table(app) -> list[tuple[re.Pattern[str], frozenset[str], str]]:
+    """(path regex, methods, least role) for every route that declares a role with
+    `requires(role)` (api/deps.py), in the order the router tries them. Built from the same
+    route listing the OpenAPI schema is built from, so included routers are covered."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+    from starlette.routing import compile_path
+
+    table = []
+    for route in iter_route_contexts(app.routes):
+        original = route.original_route
+        role = _declared_role(original.dependant) if isinstance(original, APIRoute) else None
+        if role and route.path:
+            table.append((compile_path(route.path)[0], frozenset(route.methods or ()), role))
+    return table
+
+
+def _declared_role(dependant) -> str | None:
+    for dep in getattr(dependant, "dependencies", ()):
+        role = getattr(dep.call, "required_role", None) or _declared_role(dep)
+        if role:
+            return role
+    return None
+
+
+class AuthBeforeBody:
+    """Authenticate the key and check the route's role before the app reads a body.
+
+    FastAPI reads and parses a route's body (a whole multipart upload) before it resolves the
+    route's dependencies, so without this a request with no key or a reader's key was refused
+    only after its body had arrived. Here the refusal goes out before `receive` is called once,
+    with `Connection: close` (the unread body is never drained). The principal is left on the
+    request state, where the `principal` dependency picks it up instead of looking the key up
+    again. Sits inside CORS, so refusals carry CORS headers like every other answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._roles: list[tuple[re.Pattern[str], frozenset[str], str]] | None = None
+
+    def _role(self, scope: Scope) -> str | None:
+        """The role the matching route needs; None for routes without one (public, or /mcp,
+        which authenticates itself before reading)."""
+        if self._roles is None:
+            self._roles = role_table(scope["app"])
+        path, root = scope["path"], scope.get("root_path", "")
+        path = path[len(root):] if root and path.startswith(root) else path  # as the router sees it
+        for pattern, methods, role in self._roles:
+            if scope["method"] in methods and pattern.match(path):
+                return role
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        role = self._role(scope)
+        if role is None:
+            await self.app(scope, receive, send)
+            return
+        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+        from rag_service.errors import ServiceError
+        from rag_service.services.auth import AuthService
+
+        request = Request(scope)  # headers only: no receive, so nothing can read the body here
+        try:
+            principal = await anyio.to_thread.run_sync(
+                AuthService(scope["app"].state.ctx.db).authenticate, api_key_from(request))
+            AuthService.require(principal, role)
+        except ServiceError as exc:
+            response = error_response(exc.code, exc.message, request=request, headers={"Connection": "close"},
+                                      **exc.detail)
+        except (DBAPIError, PoolTimeout):
+            response = error_response("retrieval_unavailable", "the database is unavailable; retry later",
+                                      request=request, headers={"Connection": "close"}, component="database")
+        else:
+            request.state.principal = principal
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
