@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from rag_service.api import documents, health, indexes, keys, rag, search
+from rag_service.api.deps import checked_inputs
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.middleware import AuthBeforeBody, RequestMiddleware
 from rag_service.config import Settings
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         app.state.readiness.start()
         reranker = Reranker(settings.rerank_model)
         app.state.search_service = lambda c: SearchService(c, reranker)
+        app.state.reranker = reranker  # /v1/rag/status reports whether it loads
         if settings.bootstrap_key:
             AuthService(context.db).ensure_bootstrap_key(settings.bootstrap_key)
         if context.metrics is not None:
@@ -51,7 +53,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
                 context.vectors.close()
                 context.db.dispose()
 
-    app = FastAPI(title="RAG service", version="0.1.0", lifespan=lifespan)
+    # Every route's path, query and JSON inputs are checked for values the stores can't hold (422).
+    app = FastAPI(title="RAG service", version="0.1.0", lifespan=lifespan, dependencies=[Depends(checked_inputs)])
     install_error_handlers(app)
 
     # Innermost: key and role checked before any body is read (added first: inside CORS).

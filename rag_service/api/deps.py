@@ -69,14 +69,45 @@ def boundary(given: str | None = Depends(data_boundary_header),
 
 def json_object(raw: str, field: str) -> dict:
     """A JSON object sent as text (multipart metadata, OpenAI tool arguments), or validation_error."""
-    import json
-
     from rag_service.errors import ValidationFailed
+    from rag_service.services.values import loads
 
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ValidationFailed(f"{field} is not valid JSON: {exc}", field=field) from None
+    value = loads(raw, field)
     if not isinstance(value, dict):
         raise ValidationFailed(f"{field} must be a JSON object", field=field)
     return value
+
+
+def _is_json(content_type: str | None) -> bool:
+    """FastAPI's own rule for parsing a body as JSON (no type, application/json, application/*+json)."""
+    if not content_type:
+        return True
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+async def checked_inputs(request: Request) -> None:
+    """App-wide: path and query parameters and the JSON body hold only values the stores
+    can represent (services/values.py), before any route or model sees them. FastAPI has
+    parsed a route's JSON body before dependencies run, so this reads the cached value."""
+    from fastapi import params
+
+    from rag_service.services.values import check_text, check_value
+
+    for name, value in request.path_params.items():
+        if isinstance(value, str):
+            check_text(value, name)
+    for name, value in request.query_params.multi_items():
+        check_text(name, "query")
+        check_text(value, name)
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    if body_field is None or isinstance(body_field.field_info, params.Form):
+        return  # no JSON body (multipart fields are checked where they are decoded)
+    if _is_json(request.headers.get("content-type")) and await request.body():
+        body = await request.json()
+        if not isinstance(body, dict):
+            check_value(body, "body")
+            return
+        for key, value in body.items():  # fields named as the models name them: "filters.year"
+            check_text(key, "body")
+            check_value(value, key)

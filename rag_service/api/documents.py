@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse
 
 from rag_service.api.deps import Paging, boundary, data_boundary_header, editor, get_ctx, json_object, reader
@@ -11,10 +11,13 @@ from rag_service.errors import PayloadTooLarge, ValidationFailed
 from rag_service.services.access import Boundary
 from rag_service.services.common import Principal
 from rag_service.services.documents import DocumentService, parse_if_match
+from rag_service.services.values import INT64_MAX, parse_int64
 
 router = APIRouter(tags=["documents"])
 
 MAX_METADATA_BYTES = 64 * 1024
+# A version number in a path: the database's signed 64-bit integer.
+VersionNumber = Annotated[int, Path(ge=1, le=INT64_MAX)]
 
 
 def _metadata(raw: str | None) -> dict[str, Any]:
@@ -27,10 +30,7 @@ def _metadata(raw: str | None) -> dict[str, Any]:
 
 def _if_version(form_value: str | None, if_match: str | None) -> int | None:
     if form_value is not None and form_value.strip() != "":
-        try:
-            return int(form_value)
-        except ValueError:
-            raise ValidationFailed("if_version must be an integer", field="if_version") from None
+        return parse_int64(form_value, "if_version")
     return parse_if_match(if_match)
 
 
@@ -108,7 +108,7 @@ def get_index_document(index_id: str, document_id: str, p: Principal = Depends(r
 
 
 @router.get("/v1/indexes/{index_id}/documents/{document_id}/versions/{version}")
-def get_index_document_version(index_id: str, document_id: str, version: int,
+def get_index_document_version(index_id: str, document_id: str, version: VersionNumber,
                                p: Principal = Depends(reader), under: Boundary = Depends(boundary),
                                ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).version(p, document_id, version, index_id, under)
@@ -141,7 +141,7 @@ def get_document(document_id: str, p: Principal = Depends(reader), under: Bounda
 
 
 @router.get("/v1/documents/{document_id}/versions/{version}")
-def get_document_version(document_id: str, version: int, p: Principal = Depends(reader),
+def get_document_version(document_id: str, version: VersionNumber, p: Principal = Depends(reader),
                          under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).version(p, document_id, version, boundary=under)
 

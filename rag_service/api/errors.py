@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.errors import ServiceError
 from rag_service.limits import BodyTooLarge
+from rag_service.services.values import text_problem
 
 STATUS_BY_CODE = {
     "unauthorized": 401,
@@ -50,7 +52,29 @@ def error_response(code: str, message: str, status: int | None = None, headers: 
     status = status or STATUS_BY_CODE.get(code, 500)
     if status == 503:
         headers = {"Retry-After": "5", **(headers or {})}
-    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
+    return JSONResponse(_printable(jsonable_encoder(body)), status_code=status, headers=headers)
+
+
+def _printable(value: Any) -> Any:
+    """An error may quote the bad input (a pydantic loc is a dict key): escape what UTF-8
+    or JSON cannot carry, so the error itself can always be sent."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if text_problem(value) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
+def _field(loc: list[Any]) -> str:
+    """A pydantic error location as the request names the field: ("body", "filters", "year") -> "filters.year"."""
+    parts = [str(x) for x in loc]
+    if len(parts) > 1 and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
 
 
 # Starlette reports multipart limits only as a 400 with a message, and FastAPI turns
@@ -87,7 +111,8 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         message = f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
-        return error_response("validation_error", message, request=request, errors=errors)
+        field = "body" if first.get("type") == "json_invalid" else _field(first["loc"])
+        return error_response("validation_error", message, request=request, field=field, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -95,7 +120,8 @@ def install_error_handlers(app: FastAPI) -> None:
             translated = _body_parse_error(exc)
             if translated is not None:
                 code, message, reason = translated
-                return error_response(code, message, request=request, reason=reason)
+                extra = {"field": "body"} if code == "validation_error" else {}
+                return error_response(code, message, request=request, reason=reason, **extra)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         extra = {"limit_bytes": exc.limit_bytes, "reason": "body_too_large"} if isinstance(exc, BodyTooLarge) else {}
         return error_response(code, str(exc.detail), status=exc.status_code, request=request, **extra)

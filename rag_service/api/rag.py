@@ -31,7 +31,7 @@ def rag_status(request: Request, ctx: ServiceContext = Depends(get_ctx)) -> dict
     key = api_key_from(request)
     if key:
         principal = AuthService(ctx.db).authenticate(key)  # a wrong key is 401, not silently global
-    return StatusService(ctx).status(principal)
+    return StatusService(ctx, getattr(request.app.state, "reranker", None)).status(principal)
 
 
 class JobCreate(BaseModel):

@@ -1,28 +1,35 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from rag_service.api.deps import data_boundary_header, get_ctx, reader
 from rag_service.context import ServiceContext
 from rag_service.services.access import boundary_value
 from rag_service.services.common import Principal
 from rag_service.services.search import SearchParams
+from rag_service.services.values import INT64_MAX, INT64_MIN
 
 router = APIRouter(tags=["search"])
+
+
+# Integers are JSON integers (a boolean is not 1) that fit the stores' signed 64 bits;
+# numbers are finite. Strings and filters are checked app-wide (api/deps.py checked_inputs).
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(max_length=4000)
-    top_k: int = Field(10, ge=1, le=100)
+    top_k: StrictInt = Field(10, ge=1, le=100)
     result_type: str = "chunk"
     mode: str = "hybrid"
     filters: dict[str, Any] | None = None
-    min_score: float | None = None
-    as_of_version: int | None = None
+    min_score: Finite | None = None
+    as_of_version: Int64 | None = Field(None, ge=1)
     include_history: bool = False
     data_boundary: str | None = None
     account_id: str | None = None
@@ -30,9 +37,9 @@ class SearchBody(BaseModel):
     rerank: bool = False
     explain: bool = True
     # Hybrid fusion for this request (defaults: RAG_RRF_K and RAG_FUSION_*_WEIGHT).
-    rrf_k: int | None = Field(None, ge=1, le=1000)
-    fusion_weights: list[float] | None = Field(None, min_length=2, max_length=2,
-                                               description="[dense, lexical] weights of the RRF fusion, each 0-100")
+    rrf_k: StrictInt | None = Field(None, ge=1, le=1000)
+    fusion_weights: list[Finite] | None = Field(None, min_length=2, max_length=2,
+                                                description="[dense, lexical] weights of the RRF fusion, each 0-100")
 
 
 def to_search_params(body: SearchBody, header_boundary: str | None) -> SearchParams:

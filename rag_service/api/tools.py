@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 
 from rag_service.api.deps import data_boundary_header, get_ctx, json_object, reader
@@ -28,6 +28,7 @@ from rag_service.services.common import Principal
 from rag_service.services.documents import DocumentService
 from rag_service.services.indexes import IndexService
 from rag_service.services.search import SearchService
+from rag_service.services.values import INT64_MAX, check_value
 
 MAX_LIST_INDEXES = 500
 _BOUNDARY_DOC = (
@@ -61,9 +62,9 @@ class GetDocumentArgs(BaseModel):
     document_id: str | None = Field(None, max_length=200)
     index_id: str | None = Field(None, max_length=200)
     name: str | None = Field(None, max_length=512)
-    version: int | None = Field(None, ge=1)
+    version: StrictInt | None = Field(None, ge=1, le=INT64_MAX)
     include_chunks: bool = False
-    max_characters: int = Field(20000, ge=100, le=1_000_000)
+    max_characters: StrictInt = Field(20000, ge=100, le=1_000_000)
     data_boundary: str | None = None
     account_id: str | None = Field(None, max_length=200)
 
@@ -269,12 +270,14 @@ def call_tool(tc: ToolContext, name: str, arguments: dict[str, Any] | str | None
     if tool is None:
         raise NotFound(f"unknown tool {name!r}", tool=name, available=sorted(TOOLS))
     try:
-        args = tool.arguments.model_validate(parse_arguments(arguments))
+        # MCP arguments arrive decoded by the SDK: the same value rules as every HTTP body.
+        args = tool.arguments.model_validate(check_value(parse_arguments(arguments), "arguments"))
     except PydanticValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         first = errors[0]
         raise ValidationFailed(f"{'.'.join(str(x) for x in first['loc']) or 'arguments'}: {first['msg']}",
-                               tool=name, errors=errors) from None
+                               field=".".join(["arguments", *(str(x) for x in first["loc"])]), tool=name,
+                               errors=errors) from None
     return jsonable_encoder(tool.run(tc, args))
 
 

@@ -16,6 +16,7 @@ from rag_service.errors import NotFound, ValidationFailed, VersionConflict
 from rag_service.models import Chunk, Document, DocumentVersion, Index, Job, UploadBlob, utcnow
 from rag_service.services.access import Access, AccessService, Boundary, nfc, spellings
 from rag_service.services.common import Principal, audit, get_owned, page_of
+from rag_service.services.values import parse_int64, readable_metadata
 from rag_service.services.ingestion import (
     IngestionService,
     PreparedUpload,
@@ -48,9 +49,9 @@ def parse_if_match(value: str | None) -> int | None:
     if value is None or value.strip() in ("", "*"):
         return None
     raw = value.strip().removeprefix("W/").strip('"').removeprefix("v")
-    if not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit():
         raise ValidationFailed("If-Match must be an ETag returned by this service, like \"v3\"", field="If-Match")
-    return int(raw)
+    return parse_int64(raw, "If-Match")
 
 
 def version_view(v: DocumentVersion, include_text: bool = False) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def version_view(v: DocumentVersion, include_text: bool = False) -> dict[str, An
         "size_bytes": v.size_bytes,
         "media_type": v.media_type,
         "filename": v.filename,
-        "metadata": v.doc_metadata or {},
+        **readable_metadata(v.doc_metadata),
         "chunk_count": v.chunk_count,
         "chunks_embedded": v.chunks_embedded,
         "chunks_reused": v.chunks_reused,
@@ -85,7 +86,7 @@ def document_view(doc: Document, v: DocumentVersion | None, **extra: Any) -> dic
         "current_version": doc.current_version,
         "status": v.status if v else "pending",
         "content_hash": v.content_hash if v else None,
-        "metadata": (v.doc_metadata or {}) if v else {},
+        **(readable_metadata(v.doc_metadata) if v else {"metadata": {}}),
         "chunk_count": v.chunk_count if v else 0,
         "chunks_embedded": v.chunks_embedded if v else 0,
         "chunks_reused": v.chunks_reused if v else 0,

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from rag_service.errors import ValidationFailed
+from rag_service.services.values import check_value
 from rag_service.stores.vector import Condition, Match, MatchAny, Range
 
 RANGE_OPS = ("gt", "gte", "lt", "lte")
@@ -44,6 +45,8 @@ def parse_filters(filters: dict[str, Any] | None) -> list[Condition]:
         return []
     if not isinstance(filters, dict):
         raise ValidationFailed("filters must be a JSON object", field="filters")
+    # Tools, MCP and jobs reach here too: no NaN, no integer past int64, no unstorable text.
+    check_value(filters, "filters")
     if len(filters) > MAX_CONDITIONS:
         raise ValidationFailed(f"at most {MAX_CONDITIONS} filter conditions", field="filters")
     conditions: list[Condition] = []

@@ -113,6 +113,9 @@ class JobService:
         if not isinstance(params, dict):
             raise ValidationFailed("params must be a JSON object", field="params")
         index_id, tier = body.get("index_id"), body.get("privacy_tier")
+        from rag_service.services.job_params import validate_params  # imports the handlers, which import this module
+
+        validate_params(job_class, params)
         if tier is not None and tier not in PRIVACY_TIERS:
             raise ValidationFailed(f"privacy_tier must be one of {', '.join(PRIVACY_TIERS)}", field="privacy_tier")
         if spec["needs_index"] and not index_id:

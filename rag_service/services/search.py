@@ -26,6 +26,7 @@ from rag_service.services.common import Principal
 from rag_service.services.filters import parse_filters
 from rag_service.stores.vector import Filter, Hit, Match, SearchRequest, StoreUnavailable
 
+from rag_service.services.values import INT64_MAX, check_text, readable_metadata
 MODES = ("hybrid", "dense", "lexical")
 RESULT_TYPES = ("chunk", "document")
 MAX_TOP_K = 100
@@ -59,20 +60,42 @@ class _Candidate:
 
 
 class Reranker:
-    """Cross-encoder reranking, loaded on first use from RAG_RERANK_MODEL."""
+    """Cross-encoder reranking from RAG_RERANK_MODEL, loaded on first use (a search or the
+    status probe). A model that fails to load is retried at most every RETRY_S, so a
+    fixed path is picked up without a restart and a broken one costs no load per search."""
+
+    RETRY_S = 30.0
 
     def __init__(self, model: str | None) -> None:
         self.model_name = model
         self._model = None
         self._lock = threading.Lock()
 
-    def score(self, query: str, texts: list[str]) -> list[float]:
+        self._error: str | None = None
+        self._failed_at = 0.0
+    def load(self):
+        """The loaded cross-encoder, or RetrievalUnavailable(component="reranker")."""
         with self._lock:
             if self._model is None:
-                from sentence_transformers import CrossEncoder
+                if self._error and time.monotonic() - self._failed_at < self.RETRY_S:
+                    raise RetrievalUnavailable(f"reranker unavailable: {self._error}", component="reranker")
+                try:
+                    from sentence_transformers import CrossEncoder
 
-                self._model = CrossEncoder(self.model_name, device="cpu")
-        return [float(s) for s in self._model.predict([(query, t) for t in texts], show_progress_bar=False)]
+                    self._model = CrossEncoder(self.model_name, device="cpu")
+                    self._error = None
+                except Exception as exc:  # a missing path, a bad checkpoint, an unknown hub name offline
+                    self._error, self._failed_at = f"{type(exc).__name__}: {exc}"[:300], time.monotonic()
+                    raise RetrievalUnavailable(f"reranker unavailable: {self._error}", component="reranker") from exc
+            return self._model
+
+    def score(self, query: str, texts: list[str]) -> list[float]:
+        model = self.load()
+        try:
+            scores = model.predict([(query, t) for t in texts], show_progress_bar=False)
+        except Exception as exc:
+            raise RetrievalUnavailable(f"reranker failed: {type(exc).__name__}: {exc}"[:300], component="reranker") from exc
+        return [float(s) for s in scores]
 
 
 @lru_cache(maxsize=100_000)
@@ -110,18 +133,19 @@ class SearchService:
             raise ValidationFailed("query must be a non-empty string", field="query")
         if len(p.query) > 4000:
             raise ValidationFailed("query is longer than 4000 characters", field="query")
-        if not 1 <= int(p.top_k) <= MAX_TOP_K:
+        if isinstance(p.top_k, bool) or not isinstance(p.top_k, int) or not 1 <= p.top_k <= MAX_TOP_K:
             raise ValidationFailed(f"top_k must be between 1 and {MAX_TOP_K}", field="top_k")
         if p.mode not in MODES:
             raise ValidationFailed(f"mode must be one of {', '.join(MODES)}", field="mode")
         if p.result_type not in RESULT_TYPES:
             raise ValidationFailed(f"result_type must be one of {', '.join(RESULT_TYPES)}", field="result_type")
+        check_text(p.query, "query")
         if p.rerank and not self.ctx.settings.rerank_model:
             raise RerankNotConfigured(
                 "rerank needs a cross-encoder: set RAG_RERANK_MODEL to a model name or local path", field="rerank"
             )
-        if p.as_of_version is not None and p.as_of_version < 1:
-            raise ValidationFailed("as_of_version must be >= 1", field="as_of_version")
+        if p.as_of_version is not None and (isinstance(p.as_of_version, bool) or not 1 <= p.as_of_version <= INT64_MAX):
+            raise ValidationFailed(f"as_of_version must be 1-{INT64_MAX}", field="as_of_version")
         if p.weights is not None and (not all(0 <= w <= 100 for w in p.weights) or not any(p.weights)):
             raise ValidationFailed("fusion_weights are two numbers 0-100, not both 0", field="fusion_weights")
 
@@ -326,7 +350,7 @@ class SearchService:
                     "version": chunk.version,
                     "text": chunk.text,
                     "score": c.hit.score,
-                    "metadata": version.doc_metadata or {},
+                    **readable_metadata(version.doc_metadata),
                     "ordinal": chunk.ordinal,
                     "page": chunk.page,
                     "section": chunk.section,

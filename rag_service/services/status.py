@@ -29,8 +29,9 @@ def _probe(fn: Callable[[], Any]) -> dict[str, Any]:
 
 
 class StatusService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, reranker: Any = None) -> None:
         self.ctx = ctx
+        self.reranker = reranker  # the app's Reranker (services/search.py): the one searches use
 
     def _embedder_probe(self) -> dict[str, Any]:
         model = self.ctx.settings.default_embedding_model
@@ -52,11 +53,28 @@ class StatusService:
             "metadata_db": _probe(ctx.db.ping) | {"kind": ctx.db.engine.dialect.name},
             "vector_store": _probe(ctx.vectors.ping) | {"kind": ctx.vectors.kind},
             "embedder": _probe(self._embedder_probe),
-            "job_runner": _probe(self._runner_probe),
+            # RAG_JOB_RUNNER=off: `rag-service worker` processes run the jobs, not this one.
+            "job_runner": self._optional(ctx.settings.job_runner == "inprocess", self._runner_probe),
+            "reranker": self._optional(bool(ctx.settings.rerank_model), self._reranker_probe),
         }
-        ok = all(c["reachable"] for c in components.values())
-        rerank = "live" if ctx.settings.rerank_model else "available_when_configured"
+        ok = all(c["reachable"] for c in components.values() if c.get("configured", True))
+        if not ctx.settings.rerank_model:
+            rerank = "available_when_configured"
+        else:
+            rerank = "live" if components["reranker"]["reachable"] else "unavailable"
         retrieval_ok = components["vector_store"]["reachable"] and components["metadata_db"]["reachable"]
+    def _reranker_probe(self) -> dict[str, Any]:
+        from rag_service.services.search import Reranker
+
+        reranker = self.reranker or Reranker(self.ctx.settings.rerank_model)
+        reranker.load()
+        return {"model": self.ctx.settings.rerank_model}
+
+    def _optional(self, configured: bool, probe: Callable[[], Any]) -> dict[str, Any]:
+        """An optional component is probed only when configured; one configured and broken
+        degrades the status like any other (a mode is never `live` on a component that fails)."""
+        return _probe(probe) | {"configured": True} if configured else {"configured": False, "reachable": False}
+
         modes = {
             "dense": "live" if retrieval_ok and components["embedder"]["reachable"] else "unavailable",
             "lexical": "live" if retrieval_ok else "unavailable",

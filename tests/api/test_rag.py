@@ -156,9 +156,10 @@ def test_status_tells_the_truth_when_components_fail(app_factory, monkeypatch):
     assert body["retrieval_modes"]["lexical"] == "unavailable"
 
 
-def test_status_says_rerank_live_when_configured(app_factory):
-    client, ctx = app_factory(rerank_model="/some/cross-encoder")
-    assert client.get("/v1/rag/status").json()["retrieval_modes"]["rerank"] == "live"
+def test_status_ok_when_jobs_run_in_worker_processes(app_factory):
+    client, ctx = app_factory(job_runner="off")  # not broken: configured to run elsewhere
+    body = client.get("/v1/rag/status").json()
+    assert body["status"] == "ok" and body["components"]["job_runner"]["configured"] is False
 
 
 def test_jobs_contract_and_refusals(tiers):
@@ -236,7 +237,7 @@ def test_eval_job_scores_a_labelled_set(api):
     m = wait_job(api, r.json()["id"])["result"]["modes"]["lexical"]
     assert m["queries"] == 2 and 0.4 < m["mrr@10"] < 1.0
     r = api.post("/v1/rag/jobs", json={"job_class": "eval", "index_id": i, "params": {}})
-    assert wait_job(api, r.json()["id"])["status"] == "failed"
+    assert r.status_code == 422 and r.json()["field"] == "params"  # refused at submission, not a failed job
 
 
 def test_reconcile_repairs_drift(app_factory):

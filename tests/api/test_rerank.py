@@ -46,3 +46,28 @@ def test_rerank_reorders_by_cross_encoder_score(app_factory, tiny_cross_encoder)
     # the reranked top-1 is the best cross-encoder score over all candidates, not just the retrieval top-5
     all_scores = CrossEncoder(tiny_cross_encoder, device="cpu").predict([("water cycle rivers", t) for t in texts])
     assert hits[0]["score"] == pytest.approx(float(max(all_scores)), abs=1e-4)
+
+
+def test_a_reranker_that_cannot_load_is_reported_and_refused(app_factory, tmp_path):
+    """Issue 12: a missing RAG_RERANK_MODEL path said `ok` / rerank `live`, and rerank searches were 500s."""
+    client, ctx = app_factory(rerank_model=str(tmp_path / "no-such-cross-encoder"))
+    api = Api(client, new_key(ctx))
+    i = api.create_index()["id"]
+    api.upload(i, "w.txt", b"rivers and lakes and the water cycle")
+    status = client.get("/v1/rag/status").json()
+    assert status["status"] == "degraded"
+    assert status["components"]["reranker"]["reachable"] is False and status["components"]["reranker"]["configured"]
+    assert status["retrieval_modes"]["rerank"] == "unavailable"
+    assert status["retrieval_modes"]["hybrid"] == "live"  # the rest still serves
+    r = api.search("water cycle", i, rerank=True)
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "retrieval_unavailable" and r.json()["component"] == "reranker"
+    assert r.headers["Retry-After"]
+    assert api.search("water cycle", i).status_code == 200
+
+
+def test_a_reranker_that_loads_is_live(app_factory, tiny_cross_encoder):
+    client, ctx = app_factory(rerank_model=tiny_cross_encoder)
+    status = client.get("/v1/rag/status").json()
+    assert status["status"] == "ok" and status["retrieval_modes"]["rerank"] == "live"
+    assert status["components"]["reranker"]["reachable"] is True

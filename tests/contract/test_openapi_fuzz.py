@@ -10,10 +10,13 @@ is valid by schema can still break a business rule (an unknown data_boundary).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
@@ -21,6 +24,12 @@ from rag_service.app import create_app
 from rag_service.config import Settings
 from rag_service.context import build_context
 from rag_service.services.auth import AuthService
+from tests.contract.hostile import HOSTILE_JSON, HOSTILE_OBJECT
+
+# Upload form fields that carry text (metadata JSON, the batch manifest, names, versions).
+FORM_FIELDS = ("metadata", "manifest", "name", "if_version")
+# ASCII only: the client encodes str fields as UTF-8, so a raw lone surrogate cannot be sent (json.dumps escapes it).
+FORM_TEXT = HOSTILE_OBJECT.map(json.dumps) | HOSTILE_JSON.map(json.dumps) | st.sampled_from(["nul\x00", "9" * 5000])
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
@@ -46,6 +55,16 @@ def test_no_server_errors_and_schema_conformance(service):
     CI failure reproduces); all failures are reported together."""
     app, key = service
     api_schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+
+    @api_schema.hook
+    def flatmap_body(ctx, body):
+        """Schemathesis draws form fields as schema-valid text only: give upload forms the value
+        classes of tests/contract/hostile.py too (as JSON text: NaN, 2^63, escaped lone surrogates)."""
+        if not isinstance(body, dict) or not any(isinstance(v, (bytes, list)) for v in body.values()):
+            return st.just(body)
+        names = sorted({k for k, v in body.items() if isinstance(v, str)} | set(FORM_FIELDS))
+        return st.dictionaries(st.sampled_from(names), FORM_TEXT, max_size=2).map(lambda extra: {**body, **extra})
+
     failures: dict[str, str] = {}
     succeeded: set[str] = set()  # operations that answered 2xx at least once: the fuzzing got past auth
     operations = 0

@@ -1,0 +1,97 @@
+"""Each job class's params, checked when the job is submitted: a bad mode or a malformed
+eval set is a 422 at once, never a job that "succeeds" on nonsense or fails later.
+The handlers (job_handlers.py, reindex.py) read the same keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import ValidationError as PydanticValidationError
+
+from rag_service.errors import ValidationFailed
+
+Mode = Literal["hybrid", "dense", "lexical"]
+Seconds = Annotated[float, Field(ge=0, le=100 * 365 * 24 * 3600, allow_inf_nan=False)]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestParams(_Params):
+    version_id: str = Field(max_length=200)
+    document_id: str | None = Field(None, max_length=200)
+
+
+class EvalSet(_Params):
+    """BEIR-style labelled queries: inline, or the text of queries.jsonl and qrels/*.tsv."""
+
+    queries: dict[str, str] | list[dict[str, Any]] | None = None
+    queries_jsonl: str | None = None
+    qrels: dict[str, dict[str, StrictInt]] | None = None
+    qrels_tsv: str | None = None
+
+
+class EvalParams(EvalSet):
+    modes: list[Mode] | None = Field(None, min_length=1, max_length=3)
+    top_k: StrictInt = Field(100, ge=1, le=1000)
+
+
+class ReconcileParams(_Params):
+    stuck_after_seconds: Seconds = 300
+
+
+class PurgeParams(_Params):
+    older_than_seconds: Seconds = 30 * 24 * 3600
+    retain_versions: StrictInt | None = Field(None, ge=1, le=1_000_000)
+
+
+class ReindexParams(_Params):
+    embedding_model: str | None = Field(None, min_length=1, max_length=500)
+    chunk_max_characters: StrictInt | None = Field(None, ge=50, le=20000)
+    chunk_overlap: StrictInt | None = Field(None, ge=0, le=20000)
+    max_ndcg_drop: float = Field(0.01, ge=-1, le=1, allow_inf_nan=False)
+    # The encoder the rebuilt collection gets (services/reindex.py); `auto` decides on this machine.
+    embedding_backend: Literal["auto", "torch", "onnx"] | None = None
+    embedding_precision: Literal["auto", "fp32", "bf16", "int8"] | None = None
+    # Latency gate: new p95 <= old p95 * max_latency_ratio + latency_slack_ms.
+    max_latency_ratio: float = Field(1.5, ge=0, le=1000, allow_inf_nan=False)
+    latency_slack_ms: float = Field(5.0, ge=0, le=60000, allow_inf_nan=False)
+    modes: list[Mode] | None = Field(None, min_length=1, max_length=3)
+    eval: EvalSet | None = None
+    rollback: bool = False
+
+
+PARAMS: dict[str, type[_Params]] = {"ingest": IngestParams, "eval": EvalParams, "reconcile": ReconcileParams,
+                                     "purge": PurgeParams, "reindex": ReindexParams}
+
+
+def _eval_set(params: dict[str, Any], field: str) -> None:
+    """The eval set parses into at least one judged query (the handler's own parser)."""
+    from rag_service.services.job_handlers import _parse_eval_set
+    from rag_service.services.jobs import PermanentJobError
+
+    try:
+        _parse_eval_set(params)
+    except PermanentJobError as exc:
+        raise ValidationFailed(str(exc), field=field) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a bad queries_jsonl line or qrels_tsv score
+        raise ValidationFailed(f"{field}: the eval set does not parse: {type(exc).__name__}: {exc}"[:500],
+                               field=field) from None
+
+
+def validate_params(job_class: str, params: dict[str, Any]) -> None:
+    model = PARAMS.get(job_class)
+    if model is None:
+        return
+    try:
+        model.model_validate(params)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(["params", *(str(x) for x in first["loc"])])
+        raise ValidationFailed(f"{field}: {first['msg']}", field=field) from None
+    if job_class == "eval":
+        _eval_set(params, "params")
+    elif job_class == "reindex" and params.get("eval") is not None:
+        _eval_set(params["eval"], "params.eval")
