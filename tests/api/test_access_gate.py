@@ -213,26 +213,35 @@ def test_pending_version_without_a_job_does_not_make_a_retry_unchanged(app_facto
     assert doc["status"] == "ready" and doc["current_version"] == retry.json()["document"]["version"]
 
 
-def test_nfc_and_nfd_spellings_name_one_document_and_one_index(app_factory):
+def test_nfd_and_nfc_spellings_name_one_document(app_factory):
     client, ctx = app_factory()
     api = Api(client, new_key(ctx))
     nfd, nfc = unicodedata.normalize("NFD", "café.txt"), unicodedata.normalize("NFC", "café.txt")
     assert nfd != nfc
-    index = api.create_index(unicodedata.normalize("NFD", "Recettes été"))
-    assert index["name"] == unicodedata.normalize("NFC", "Recettes été")
-    first = api.upload(index["id"], nfd, b"Un cafe noir, sans sucre, tous les matins.")
+    index = api.create_index("recettes")["id"]
+    first = api.upload(index, nfd, b"Un cafe noir, sans sucre, tous les matins.")
     assert first.status_code == 201 and first.json()["name"] == nfc
-    second = api.upload(index["id"], nfc, b"Un cafe au lait le dimanche seulement.")
+    second = api.upload(index, nfc, b"Un cafe au lait le dimanche seulement.")
     assert second.json()["id"] == first.json()["id"] and second.json()["version"] == 2
     for spelling in (nfd, nfc):
-        r = api.get(f"/v1/indexes/{index['id']}/documents/by-name/{quote(spelling)}")
+        r = api.get(f"/v1/indexes/{index}/documents/by-name/{quote(spelling)}")
         assert r.status_code == 200 and r.json()["id"] == first.json()["id"], spelling
-        versions = api.get(f"/v1/indexes/{index['id']}/documents/by-name/{quote(spelling)}/versions").json()
+        versions = api.get(f"/v1/indexes/{index}/documents/by-name/{quote(spelling)}/versions").json()
         assert [v["version"] for v in versions["items"]] == [1, 2]
         assert api.get("/v1/documents", params={"name_prefix": spelling.removesuffix(".txt")}).json()["total"] == 1
-    for spelling in ("Recettes été", unicodedata.normalize("NFD", "Recettes été")):
-        r = api.get(f"/v1/indexes/{quote(spelling)}/documents/by-name/{quote(nfc)}")
-        assert r.status_code == 200 and r.json()["id"] == first.json()["id"], spelling
+
+
+def test_index_names_are_stored_in_nfc_and_found_by_either_spelling(app_factory):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    nfd, nfc = unicodedata.normalize("NFD", "Recettes été"), unicodedata.normalize("NFC", "Recettes été")
+    index = api.create_index(nfd)
+    assert index["name"] == nfc
+    assert api.post("/v1/indexes", json={"name": nfc}).status_code == 409  # one name, two spellings
+    doc = api.upload(index["id"], "pain.txt", b"Le pain se leve lentement la nuit.").json()
+    for spelling in (nfd, nfc):
+        r = api.get(f"/v1/indexes/{quote(spelling)}/documents/by-name/pain.txt")
+        assert r.status_code == 200 and r.json()["id"] == doc["id"], spelling
 
 
 def test_refusals_over_mcp_are_errors_and_audited(settings_factory, embedders):
