@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
 
-from rag_service.api import documents, health, indexes, keys, rag, search
+from rag_service.api import batch, documents, health, indexes, keys, rag, search
 from rag_service.api.deps import checked_inputs
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.middleware import AuthBeforeBody, RequestMiddleware
@@ -32,14 +32,15 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         app.state.readiness = Readiness(context)
         app.state.readiness.start()
         reranker = Reranker(settings.rerank_model)
-        app.state.search_service = lambda c: SearchService(c, reranker)
         app.state.reranker = reranker  # /v1/rag/status reports whether it loads
+        app.state.search_service = lambda c: SearchService(c, reranker)
         if settings.bootstrap_key:
             AuthService(context.db).ensure_bootstrap_key(settings.bootstrap_key)
         if context.metrics is not None:
             context.metrics.watch_jobs(lambda: JobService(context).counts_by_class_and_state())
         if settings.job_runner == "inprocess":
-            context.runner = JobRunner(context, lease_seconds=settings.job_lease_seconds)
+            context.runner = JobRunner(context, lease_seconds=settings.job_lease_seconds,
+                                       concurrency=settings.job_concurrency)
             context.runner.start()
         try:
             yield
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     # Outermost: counts body bytes as they arrive, whatever the headers claim.
     app.add_middleware(StreamingBodyLimit, limit_bytes=settings.max_request_bytes)
 
-    for router in (health.router, indexes.router, documents.router, search.router, keys.router, rag.router):
+    for router in (health.router, indexes.router, batch.router, documents.router, search.router, keys.router, rag.router):
         app.include_router(router)
     from rag_service import mcp_server  # agent tools: OpenAI function calling, and MCP at /mcp
     from rag_service.api import tools

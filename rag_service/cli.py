@@ -71,17 +71,22 @@ def worker(lease: float = typer.Option(None, help="job lease in seconds (default
         typer.echo("note: embedded vector store: run the worker only while no API process holds the shards "
                    "(the API runs jobs in-process in the embedded mode)", err=True)
     ctx = build_context(settings)
-    runner = JobRunner(ctx, lease_seconds=lease or settings.job_lease_seconds)
+    runner = JobRunner(ctx, lease_seconds=lease or settings.job_lease_seconds, concurrency=settings.job_concurrency)
     ctx.runner = runner
     typer.echo(f"worker {runner.owner} polling for jobs", err=True)
     if once:
         runner.run_once()
     else:
+        import time
+
         signal.signal(signal.SIGTERM, lambda *_: runner.stop(timeout=0))
+        runner.start()
         try:
-            runner.run_forever()
+            while runner.alive():
+                time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+        runner.stop(timeout=30)  # the jobs in flight finish (or are claimed again after their lease)
     ctx.vectors.close()
     ctx.db.dispose()
 

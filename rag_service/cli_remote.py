@@ -172,31 +172,69 @@ def document_name(source: str) -> str:
     return source.replace("/", NAME_SEPARATOR)
 
 
-def _upload_one(client: RagClient, index_id: str, path: Path, source: str, metadata: dict[str, Any],
-                existing: dict[str, dict[str, Any]]) -> FileResult:
+# A batch request stays well inside the service's request limit and answers within a client timeout.
+BATCH_MAX_FILES = 32
+BATCH_MAX_BYTES = 16 * 1024 * 1024
+
+
+def plan_batches(files: list[tuple[Path, str]]) -> list[list[tuple[Path, str]]]:
+    """Files grouped into batch requests of at most BATCH_MAX_FILES files and BATCH_MAX_BYTES bytes."""
+    batches, batch, size = [], [], 0
+    for path, source in files:
+        length = path.stat().st_size if path.exists() else 0
+        if batch and (len(batch) >= BATCH_MAX_FILES or size + length > BATCH_MAX_BYTES):
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append((path, source))
+        size += length
+    return batches + ([batch] if batch else [])
+
+
+def _read_new(path: Path, source: str, metadata: dict[str, Any],
+              existing: dict[str, dict[str, Any]]) -> tuple[bytes | None, FileResult | None]:
+    """(bytes to upload, None), or (None, the file's result when it needs no request)."""
     name = document_name(source)
-    result = FileResult(str(path), source, name, "failed")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        result.reason = f"cannot read: {exc}"
-        return result
+        return None, FileResult(str(path), source, name, "failed", reason=f"cannot read: {exc}")
     known = existing.get(name)
+    # Identical bytes and metadata as the served version: no need to send them at all.
     if (known and known["version"] == known["latest_version"] and known["status"] == "ready"
             and known["content_hash"] == hashlib.sha256(data).hexdigest() and known["metadata"] == metadata):
-        result.outcome, result.version, result.document_id = "unchanged", known["version"], known["id"]
-        return result
+        return None, FileResult(str(path), source, name, "unchanged", version=known["version"], document_id=known["id"])
+    return data, None
+
+
+def upload_batch(client: RagClient, index_id: str, batch: list[tuple[Path, str]], extra: dict[str, Any],
+                 existing: dict[str, dict[str, Any]]) -> list[FileResult]:
+    """One POST .../documents/batch for the files of `batch` that changed; a file's failure is its own."""
+    results, sending = [], []
+    for path, source in batch:
+        metadata = {"source_path": source, **extra}
+        data, settled = _read_new(path, source, metadata, existing)
+        if settled is not None:
+            results.append(settled)
+        else:
+            sending.append((FileResult(str(path), source, document_name(source), "failed"), data, metadata))
+    if not sending:
+        return results
     try:
-        doc = client.upload(index_id, data, name=name, filename=path.name, metadata=metadata)
-    except RagError as exc:
-        result.reason = f"{exc.code}: {exc.message}"
-        return result
+        answer = client.upload_batch(index_id, [{"file": data, "filename": Path(r.path).name, "name": r.name,
+                                                 "metadata": metadata} for r, data, metadata in sending])
+        items = answer["items"]
+    except RagError as exc:  # the whole request was refused (auth, boundary, size)
+        items = [{"status_code": exc.status, "code": exc.code, "message": exc.message}] * len(sending)
     except httpx.HTTPError as exc:
-        result.reason = f"{type(exc).__name__}: {exc}"
-        return result
-    result.outcome = "unchanged" if doc.get("unchanged") else ("created" if doc["version"] == 1 else "updated")
-    result.version, result.document_id = doc["version"], doc["id"]
-    return result
+        items = [{"status_code": 0, "code": type(exc).__name__, "message": str(exc)}] * len(sending)
+    for (result, _, _), item in zip(sending, items):
+        if item["status_code"] == 0 or item["status_code"] >= 400:
+            result.reason = f"{item['code']}: {item['message']}"
+        else:
+            result.outcome = "unchanged" if item.get("unchanged") else ("created" if item["version"] == 1 else "updated")
+            result.version, result.document_id = item["version"], item["id"]
+        results.append(result)
+    return results
 
 
 def ingest(
@@ -204,7 +242,7 @@ def ingest(
     index: Annotated[str, typer.Option("--index", "-i", help="index name or id")],
     create: Annotated[bool, typer.Option("--create", help="create the index if it does not exist")] = False,
     metadata: Annotated[Optional[str], typer.Option(help="JSON object of metadata for every file")] = None,
-    workers: Annotated[int, typer.Option(min=1, max=32, help="parallel uploads")] = 4,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="batch requests in flight (each up to 32 files)")] = 2,
     url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Upload a file, or a folder's files, into an index.
@@ -226,11 +264,12 @@ def ingest(
                             console=_err(), disable=as_json)
         with progress, ThreadPoolExecutor(max_workers=workers) as pool:
             task = progress.add_task("ingest", total=len(files))
-            futures = [pool.submit(_upload_one, client, target["id"], p, source, {"source_path": source, **extra}, existing)
-                       for p, source in files]
+            futures = [pool.submit(upload_batch, client, target["id"], batch, extra, existing)
+                       for batch in plan_batches(files)]
             for future in as_completed(futures):
-                results.append(future.result())
-                progress.advance(task)
+                done = future.result()
+                results.extend(done)
+                progress.advance(task, len(done))
     results.sort(key=lambda r: r.source)
     counts = {k: sum(r.outcome == k for r in results) for k in ("created", "updated", "unchanged", "failed", "skipped")}
     if as_json:

@@ -195,7 +195,8 @@ class _Request:
     params: dict[str, Any] | None = None
     json: Any = None
     data: dict[str, str] | None = None
-    files: dict[str, tuple[str, bytes]] | None = None
+    # A dict of one part per field, or (field, (filename, bytes)) pairs for repeated fields.
+    files: dict[str, tuple[str, bytes]] | list[tuple[str, tuple[str, bytes]]] | None = None
 
 
 def _q(value: str) -> str:
@@ -274,6 +275,20 @@ class _Endpoints(Generic[R]):
                          "if_version": str(if_version) if if_version is not None else None})
         return self._send(_Request("POST", f"/v1/indexes/{_q(index_id)}/documents", data=form,
                                    files={"file": (filename, data)}))
+
+    def upload_batch(self, index_id: str, files: list[dict[str, Any]], *, run_async: bool = False) -> R:
+        """Upload many files in one request. Each entry: `file` (path, bytes or stream) and optional
+        `name`, `metadata`, `if_version`, `filename`. The answer's `items` hold one result per file,
+        in order, each with `status_code` and, for a failure, `code` (the request itself answers 207
+        when any file failed): nothing is raised for a single file's error."""
+        parts, manifest = [], []
+        for entry in files:
+            filename, data = _file_bytes(entry["file"], entry.get("filename"), entry.get("name"))
+            parts.append(("file", (filename, data)))
+            manifest.append(_compact({k: entry.get(k) for k in ("name", "metadata", "if_version")}))
+        return self._send(_Request("POST", f"/v1/indexes/{_q(index_id)}/documents/batch",
+                                   params={"async": "true"} if run_async else None,
+                                   data={"manifest": json.dumps(manifest)}, files=parts))
 
     def list_documents(self, index_id: str | None = None, *, page: int = 1, per_page: int = 50,
                        include_deleted: bool = False, name_prefix: str | None = None) -> R:

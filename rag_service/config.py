@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # "inprocess": the API process runs jobs; "off": only `rag-service worker` processes do.
     job_runner: Literal["inprocess", "off"] = "inprocess"
     job_lease_seconds: float = 60.0
+    # Files of one batch upload processed at a time, and jobs one runner (the API's or a
+    # worker's) runs at once: enough that one file parses while others embed (the group
+    # encoder merges their model calls into shared batches).
+    ingest_concurrency: int = 4
+    job_concurrency: int = 4
 
     # Requests per API key per minute (0 turns limiting off).
     rate_limit_per_minute: int = 1200

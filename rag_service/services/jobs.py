@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import timedelta
 from typing import Any, Callable
@@ -112,10 +113,10 @@ class JobService:
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise ValidationFailed("params must be a JSON object", field="params")
-        index_id, tier = body.get("index_id"), body.get("privacy_tier")
         from rag_service.services.job_params import validate_params  # imports the handlers, which import this module
 
         validate_params(job_class, params)
+        index_id, tier = body.get("index_id"), body.get("privacy_tier")
         if tier is not None and tier not in PRIVACY_TIERS:
             raise ValidationFailed(f"privacy_tier must be one of {', '.join(PRIVACY_TIERS)}", field="privacy_tier")
         if spec["needs_index"] and not index_id:
@@ -201,7 +202,7 @@ class JobRunner:
     """Claims and runs jobs: a thread in the API process, or the `rag-service worker` loop."""
 
     def __init__(self, ctx: ServiceContext, lease_seconds: float = 60.0, poll_seconds: float = 0.5,
-                 handlers: dict[str, Callable[[JobHandle], dict]] | None = None) -> None:
+                 handlers: dict[str, Callable[[JobHandle], dict]] | None = None, concurrency: int = 1) -> None:
         from rag_service.services.job_handlers import HANDLERS
 
         self.ctx = ctx
@@ -211,30 +212,38 @@ class JobRunner:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Several loops at once: ingest jobs of many async uploads then overlap (one parses
+        # while another embeds) and share model batches, as a batch upload's files do.
+        self.concurrency = max(1, concurrency)
+        self._threads: list[threading.Thread] = []
         self.last_heartbeat: float | None = None
-        self.current_job: str | None = None
+        self.running: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------
+    @property
+    def current_job(self) -> str | None:
+        return next(iter(sorted(self.running)), None)
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run_forever, name="job-runner", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self.run_forever, name=f"job-runner-{n}", daemon=True)
+                         for n in range(self.concurrency)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+        return any(t.is_alive() for t in self._threads) and not self._stop.is_set()
 
     def wake(self) -> None:
         self._wake.set()
 
     def run_forever(self) -> None:
-        import time
-
         while not self._stop.is_set():
             self.last_heartbeat = time.time()
             try:
@@ -274,11 +283,11 @@ class JobRunner:
         job = self.claim()
         if job is None:
             return False
-        self.current_job = job.id
+        self.running.add(job.id)
         try:
             self._execute(job)
         finally:
-            self.current_job = None
+            self.running.discard(job.id)
         return True
 
     def _heartbeat(self, job_id: str, done: threading.Event) -> None:

@@ -105,9 +105,27 @@ def test_server_side_unchanged_is_reported_without_the_precheck(run, tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("Same bytes twice.")
     index = run.rag.create_index("kb")["id"]
-    first = cli_remote._upload_one(run.rag, index, path, "a.txt", {}, existing={})
-    second = cli_remote._upload_one(run.rag, index, path, "a.txt", {}, existing={})
+    [first] = cli_remote.upload_batch(run.rag, index, [(path, "a.txt")], {}, existing={})
+    [second] = cli_remote.upload_batch(run.rag, index, [(path, "a.txt")], {}, existing={})
     assert (first.outcome, second.outcome, second.version) == ("created", "unchanged", 1)
+
+
+def test_ingest_sends_batches_and_keeps_each_files_outcome(run, tmp_path, monkeypatch):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(7):
+        (folder / f"n{n}.txt").write_text(f"Note {n} about the tern colony on the spit.")
+    (folder / "empty.txt").write_text("")
+    monkeypatch.setattr(cli_remote, "BATCH_MAX_FILES", 3)
+    calls = []
+    real = type(run.rag).upload_batch
+    monkeypatch.setattr(type(run.rag), "upload_batch", lambda self, *a, **kw: calls.append(a) or real(self, *a, **kw))
+    result = run("ingest", str(folder), "--index", "kb", "--create", "--json")
+    assert result.exit_code == 1  # the empty file failed, alone
+    summary = json.loads(result.stdout)
+    assert (summary["created"], summary["failed"]) == (7, 1) and len(calls) == 3
+    failed = [f for f in summary["files"] if f["outcome"] == "failed"]
+    assert failed[0]["source"] == "empty.txt" and failed[0]["reason"].startswith("empty_document:")
 
 
 def test_search_table_and_json(run, tmp_path):
