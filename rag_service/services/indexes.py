@@ -12,7 +12,7 @@ from sqlmodel import delete, select
 from rag_service.context import ServiceContext
 from rag_service.errors import Conflict, ValidationFailed
 from rag_service.models import Chunk, Document, DocumentVersion, Index, new_id, utcnow
-from rag_service.services.common import PRIVACY_TIERS, Principal, audit, get_owned, page_of
+from rag_service.services.common import PRIVACY_TIERS, Principal, audit, page_of
 
 MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b"}
 
@@ -50,7 +50,10 @@ class IndexService:
                 raise ValidationFailed(f"{key} must be between {lo} and {hi}", field=key)
 
     def get_owned(self, principal: Principal, index_id: str) -> Index:
-        return get_owned(self.ctx.db, Index, index_id, principal.project_id, "index", index_id=index_id)
+        """By id or name, inside the caller's project (the access gate's lookup)."""
+        from rag_service.services.access import AccessService
+
+        return AccessService(self.ctx).resolve(principal, index_id)
 
     def _document_counts(self, index_ids: list[str]) -> dict[str, int]:
         if not index_ids:
@@ -131,7 +134,7 @@ class IndexService:
                 fields=sorted(unknown),
             )
         self._validate(body)
-        self.get_owned(principal, index_id)
+        index_id = self.get_owned(principal, index_id).id
         with self.ctx.db.session() as s:
             index = s.get(Index, index_id)
             for key, value in body.items():
@@ -152,6 +155,7 @@ class IndexService:
 
     def delete(self, principal: Principal, index_id: str) -> None:
         index = self.get_owned(principal, index_id)
+        index_id = index.id
         with self.ctx.db.session() as s:
             version_ids = select(DocumentVersion.id).join(Document).where(Document.index_id == index_id)
             s.exec(delete(Chunk).where(Chunk.index_id == index_id))

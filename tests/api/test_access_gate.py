@@ -278,3 +278,20 @@ def test_refusals_over_mcp_are_errors_and_audited(settings_factory, embedders):
     finally:
         ctx.vectors.close()
         ctx.db.dispose()
+
+
+def test_index_routes_jobs_and_searches_take_an_index_name(app_factory):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index = api.create_index("field-notes")["id"]
+    assert api.upload("field-notes", "otters.txt", b"Otters crack shellfish open on their bellies.").status_code == 201
+    assert api.get("/v1/indexes/field-notes").json()["id"] == index
+    assert api.patch("/v1/indexes/field-notes", json={"description": "notes"}).json()["description"] == "notes"
+    hits = api.search("otters shellfish", "field-notes").json()["results"]
+    assert hits and hits[0]["index_id"] == index
+    job = api.post("/v1/rag/jobs", json={"job_class": "reconcile", "index_id": "field-notes"}).json()
+    assert job["index_id"] == index
+    other = Api(client, new_key(ctx, project="elsewhere"))
+    assert other.get("/v1/indexes/field-notes").status_code == 404  # names are per project
+    assert api.delete("/v1/indexes/field-notes").status_code == 204
+    assert api.get(f"/v1/indexes/{index}").status_code == 404
