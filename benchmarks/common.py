@@ -170,10 +170,11 @@ class ServiceHarness:
     """The real FastAPI app (routers, auth, services, SQLite, embedded Qdrant) in
     a fresh temporary RAG_DATA_DIR, driven through fastapi's TestClient."""
 
-    def __init__(self, data_dir: str | Path | None = None, keep: bool = False) -> None:
+    def __init__(self, data_dir: str | Path | None = None, keep: bool = False, embedders=None) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="rag-bench-"))
         self.keep = keep
+        self.embedders = embedders  # an EmbedderRegistry to share (its loaded models and ONNX builds)
 
     def __enter__(self) -> "ServiceHarness":
         from fastapi.testclient import TestClient
@@ -187,7 +188,7 @@ class ServiceHarness:
         # RAG_* settings (embedding precision, batch size, ...) still apply and are recorded.
         # Benchmarks drive one key far past any sensible per-key limit: measure, do not throttle.
         self.settings = Settings(data_dir=self.data_dir, database_url="", qdrant_url="", rate_limit_per_minute=0)
-        self.ctx = build_context(self.settings)
+        self.ctx = build_context(self.settings, embedders=self.embedders)
         self.client = TestClient(create_app(self.settings, ctx=self.ctx))
         self.client.__enter__()
         key, _ = AuthService(self.ctx.db).create_key("benchmarks", "admin", name="benchmarks")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -31,9 +32,11 @@ class Settings(BaseSettings):
     # More models an index may name (comma-separated hub names already in the local
     # cache, or local paths); the shipped all-MiniLM-L6-v2 is always allowed.
     embedding_models: str = ""
-    # fp32 by measurement (`python -m benchmarks precision`): bf16 only pays off on CPUs with
-    # native bf16 (AVX512-BF16 / AMX); the 2-core build machine has neither.
-    embedding_precision: Literal["fp32", "bf16"] = "fp32"
+    # The encoder variant new indexes get. `auto`: the fastest variant on this machine among
+    # those the quality gate (`python -m benchmarks precision`) found eligible, by a short probe
+    # at first load (rag_service/stores/encoder_choice.py). torch runs fp32/bf16, onnx fp32/int8.
+    embedding_backend: Literal["auto", "torch", "onnx"] = "auto"
+    embedding_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     embedding_batch_size: int = 32
     embedding_device: str = "cpu"
     rerank_model: str | None = None
@@ -42,6 +45,8 @@ class Settings(BaseSettings):
     default_chunk_max_characters: int = 1000
     default_chunk_overlap: int = 0
     parse_timeout_s: float = 60.0
+    # Added to the parse timeout per MB of upload: parsing is linear in size.
+    parse_seconds_per_mb: float = 2.0
     # Address-space limit of each parser process (0 = none).
     parse_memory_mb: int = 4096
     # Zip-based uploads (docx): refuse when they would inflate past this.
@@ -89,6 +94,18 @@ class Settings(BaseSettings):
     def max_request_bytes(self) -> int:
         """The whole request body: the file plus multipart framing and form fields."""
         return self.max_upload_bytes + 1024 * 1024
+
+    @model_validator(mode="after")
+    def _encoder_variant_exists(self) -> "Settings":
+        if (self.embedding_backend, self.embedding_precision) in (("torch", "int8"), ("onnx", "bf16")):
+            raise ValueError(f"RAG_EMBEDDING_BACKEND={self.embedding_backend} does not run "
+                             f"RAG_EMBEDDING_PRECISION={self.embedding_precision} (torch: fp32, bf16; onnx: fp32, int8)")
+        return self
+
+    @property
+    def encoder_cache_dir(self) -> Path:
+        """ONNX exports and `auto` decisions, built on this machine and reused by later starts."""
+        return self.data_dir / "encoders"
 
     @property
     def extra_embedding_models(self) -> list[str]:

@@ -41,7 +41,8 @@ def build_context(
     db = Database(settings.effective_database_url)
     db.create_schema()
     embedders = embedders or EmbedderRegistry(
-        precision=settings.embedding_precision, device=settings.embedding_device, batch_size=settings.embedding_batch_size,
+        backend=settings.embedding_backend, precision=settings.embedding_precision, device=settings.embedding_device,
+        batch_size=settings.embedding_batch_size, cache_dir=settings.encoder_cache_dir,
         allowed_models={settings.default_embedding_model, *settings.extra_embedding_models},
     )
     from rag_service.metrics import Metrics

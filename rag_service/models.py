@@ -46,6 +46,10 @@ class Index(SQLModel, table=True):
     description: str = ""
     privacy_tier: str = "private"
     embedding_model: str
+    # The encoder variant the index's vectors came from (with embedding_model: its identity).
+    # Rows from before these columns were torch fp32, the only encoder the service had.
+    embedding_backend: str = Field(default="torch", sa_column_kwargs={"server_default": "torch"})
+    embedding_precision: str = Field(default="fp32", sa_column_kwargs={"server_default": "fp32"})
     embedding_dim: int
     chunk_max_characters: int
     chunk_overlap: int
@@ -119,11 +123,14 @@ class Chunk(SQLModel, table=True):
 
 
 class EmbeddingCache(SQLModel, table=True):
-    """Embeddings by (model, chunk content hash): unchanged text is never re-embedded."""
+    """Embeddings by (encoder identity, chunk content hash): unchanged text is never re-embedded,
+    and a vector of one backend/precision is never served for another."""
 
     __tablename__ = "embedding_cache"
 
     model: str = Field(primary_key=True)
+    backend: str = Field(default="torch", primary_key=True)
+    precision: str = Field(default="fp32", primary_key=True)
     content_hash: str = Field(primary_key=True)
     vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 

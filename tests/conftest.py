@@ -11,6 +11,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Deterministic test apps: every Settings in the session (benchmark harnesses included) gets
+# torch fp32 unless a test pins another variant; tests of `auto` build their own registries.
+os.environ.setdefault("RAG_EMBEDDING_BACKEND", "torch")
+os.environ.setdefault("RAG_EMBEDDING_PRECISION", "fp32")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
@@ -25,8 +29,9 @@ POSTGRES_URL = os.environ.get("RAG_TEST_POSTGRES_URL", "postgresql+psycopg://pos
 
 
 @pytest.fixture(scope="session")
-def embedders() -> EmbedderRegistry:
-    return EmbedderRegistry()
+def embedders(tmp_path_factory) -> EmbedderRegistry:
+    # One registry, so each encoder loads (and each ONNX variant is exported) once per session.
+    return EmbedderRegistry(backend="torch", precision="fp32", cache_dir=tmp_path_factory.mktemp("encoders"))
 
 
 def _postgres_available() -> bool:

@@ -12,6 +12,7 @@ from sqlmodel import delete, select
 from rag_service.context import ServiceContext
 from rag_service.errors import Conflict, ValidationFailed
 from rag_service.models import Chunk, Document, DocumentVersion, Index, new_id, utcnow
+from rag_service.stores.embedder import identity_of
 from rag_service.services.common import PRIVACY_TIERS, Principal, audit, page_of
 
 MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b"}
@@ -25,6 +26,8 @@ def index_view(index: Index, document_count: int) -> dict[str, Any]:
         "privacy_tier": index.privacy_tier,
         "embedding_model": index.embedding_model,
         "embedding_dim": index.embedding_dim,
+        # The encoder its vectors came from; changed only by the eval-gated reindex job.
+        "encoder": identity_of(index).as_dict(),
         "chunking": {"max_characters": index.chunk_max_characters, "overlap": index.chunk_overlap},
         "bm25": {"k1": index.bm25_k1, "b": index.bm25_b, "avg_len": index.bm25_avg_len},
         "collection_alias": index.collection,
@@ -80,7 +83,9 @@ class IndexService:
         if not 0 <= overlap < max_chars:
             raise ValidationFailed("chunk_overlap must be >= 0 and below chunk_max_characters", field="chunk_overlap")
         try:
-            dim = self.ctx.embedders.get(model).dimension
+            # What `auto` (or the configured variant) resolves to now; the index keeps it from here on.
+            encoder = self.ctx.embedders.resolve(model, settings.embedding_backend, settings.embedding_precision)
+            dim = self.ctx.embedders.get(encoder).dimension
         except Exception as exc:
             raise ValidationFailed(
                 f"embedding model {model!r} could not be loaded (no downloads at run time): {exc}",
@@ -94,6 +99,8 @@ class IndexService:
             description=body.get("description") or "",
             privacy_tier=body.get("privacy_tier") or "private",
             embedding_model=model,
+            embedding_backend=encoder.backend,
+            embedding_precision=encoder.precision,
             embedding_dim=dim,
             chunk_max_characters=max_chars,
             chunk_overlap=overlap,

@@ -22,6 +22,7 @@ from pipelines.types import ChunkDraft
 from rag_service.context import ServiceContext
 from rag_service.errors import CorruptDocument, EmptyDocument, RetrievalUnavailable, UnsupportedMediaType
 from rag_service.models import Chunk, Document, DocumentVersion, Index, utcnow
+from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import Filter, Match, StoreUnavailable, VectorPoint
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class IngestionService:
     def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk]) -> int:
         """Embed (reusing cached vectors) and upsert; returns how many chunks the model embedded."""
         started = time.perf_counter()
-        vectors, computed = self.ctx.embedding.embed(index.embedding_model, [c.text for c in chunks], [c.content_hash for c in chunks])
+        vectors, computed = self.ctx.embedding.embed(identity_of(index), [c.text for c in chunks], [c.content_hash for c in chunks])
         if self.ctx.metrics and computed:
             self.ctx.metrics.embed_batch.labels("document").observe(time.perf_counter() - started)
         params = self._bm25_params(index, [c.token_count for c in chunks])

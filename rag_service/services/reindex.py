@@ -1,12 +1,22 @@
-"""The reindex job: build a shadow collection with a new embedding model and/or
-chunking while the old one keeps serving, evaluate both on the index's labelled
-queries, and swap only if the new one is not worse by more than a threshold.
+"""The reindex job: build a shadow collection with a new encoder (model, backend,
+precision) and/or chunking while the old one keeps serving, and swap only with
+eval proof on three counts, each reported in the job result:
+
+- precision: nDCG@10 on the index's labelled queries not worse than the old by
+  more than `max_ndcg_drop`;
+- latency: the new collection's p95 query latency at most
+  `old p95 * max_latency_ratio + latency_slack_ms`;
+- stale memory: writes made while the shadow was built (uploads, deletes,
+  restores) are in it, and no hit it returns is stale per SQL (checked on its raw
+  store hits, before the service's own stale filter could hide a problem).
+
 The swap is one compare-and-swap on `index.collection` (the index's alias in
 SQL); the old collection and its chunk rows stay, so a rollback is one more swap.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -17,8 +27,10 @@ from sqlmodel import select
 from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, Job, new_id, utcnow
 from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_text
 from rag_service.services.jobs import JobHandle, PermanentJobError
+from rag_service.stores.embedder import identity_of
 
-SETTINGS_FIELDS = ("collection", "embedding_model", "embedding_dim", "chunk_max_characters", "chunk_overlap", "bm25_avg_len")
+SETTINGS_FIELDS = ("collection", "embedding_model", "embedding_backend", "embedding_precision", "embedding_dim",
+                   "chunk_max_characters", "chunk_overlap", "bm25_avg_len")
 
 
 def evaluate_indexes(ctx, index: Index, queries: dict[str, str], qrels: dict[str, dict[str, int]],
@@ -108,6 +120,80 @@ def fill_collection(ctx, target: Index, index_id: str, progress=None) -> int:
     return len(built)
 
 
+def catch_up(ctx, target: Index, index_id: str, known: set[str], since) -> int:
+    """Bring `target` up to SQL: versions that became ready since the build started are
+    added, and documents deleted, restored or replaced since then get their live flags
+    (or, hard-deleted, lose their points)."""
+    built = fill_collection(ctx, target, index_id)
+    with ctx.db.session() as s:
+        changed = set(s.exec(select(Document.id).where(Document.index_id == index_id, Document.updated_at >= since)).all())
+    ingestion = IngestionService(ctx)
+    for doc_id in known | changed:
+        ingestion.sync_live_flags(target, doc_id)
+    return built
+
+
+def check_stale(ctx, target: Index, index_id: str, queries: dict[str, str]) -> dict[str, Any]:
+    """Does `target` serve exactly SQL's current versions? Counts live points per document
+    against the current version's chunk rows, and checks every raw store hit of the eval
+    queries (dense and lexical) against SQL."""
+    from pipelines.lexical import query_vector
+    from rag_service.stores.vector import Filter, Match, SearchRequest
+
+    with ctx.db.session() as s:
+        docs = {d.id: d for d in s.exec(select(Document).where(Document.index_id == index_id)).all()}
+        expected = dict(s.exec(
+            select(Document.id, func.count(Chunk.id))
+            .join(DocumentVersion, (DocumentVersion.document_id == Document.id)
+                  & (DocumentVersion.version == Document.current_version))
+            .join(Chunk, (Chunk.version_id == DocumentVersion.id) & (Chunk.collection == target.collection))
+            .where(Document.index_id == index_id, Document.deleted_at.is_(None)).group_by(Document.id)).all())
+        serving = {d.id for d in docs.values() if d.deleted_at is None and d.current_version}
+    missing = sorted(serving - set(expected))  # a current version with no chunks in the new collection
+    live = Filter(must=(Match("live", 1),))
+    wrong_live = []
+    for doc_id in serving & set(expected):
+        n = ctx.vectors.count(target.collection, Filter(must=(Match("document_id", doc_id), Match("live", 1),
+                                                              Match("version", docs[doc_id].current_version))))
+        if n != expected[doc_id]:
+            wrong_live.append(doc_id)
+    live_points, expected_points = ctx.vectors.count(target.collection, live), sum(expected.values())
+    stale_hits = 0
+    encoder = identity_of(target)
+    for text in queries.values():
+        dense = ctx.embedders.encode(encoder, [text])[0].tolist()
+        for mode, req in (("dense", SearchRequest(mode="dense", limit=20, dense=dense, sparse=None, filter=live)),
+                          ("lexical", SearchRequest(mode="lexical", limit=20, dense=None, sparse=query_vector(text),
+                                                    filter=live))):
+            for hit in ctx.vectors.search(target.collection, req).hits:
+                doc = docs.get(hit.payload.get("document_id"))
+                if doc is None or doc.deleted_at is not None or hit.payload.get("version") != doc.current_version:
+                    stale_hits += 1
+    passed = not missing and not wrong_live and live_points == expected_points and stale_hits == 0
+    return {"passed": passed, "documents_serving": len(serving), "versions_missing": len(missing),
+            "documents_with_wrong_live_points": len(wrong_live), "live_points": live_points,
+            "live_points_expected": expected_points, "stale_hits": stale_hits, "queries_checked": len(queries)}
+
+
+def latency_gate(old: dict[str, Any], new: dict[str, Any], modes: list[str], ratio: float, slack_ms: float) -> dict[str, Any]:
+    per_mode = {}
+    for m in modes:
+        limit = old[m]["latency_ms_p95"] * ratio + slack_ms
+        per_mode[m] = {"old_p95_ms": old[m]["latency_ms_p95"], "new_p95_ms": new[m]["latency_ms_p95"],
+                       "limit_ms": round(limit, 2), "passed": new[m]["latency_ms_p95"] <= limit}
+    return {"passed": all(v["passed"] for v in per_mode.values()), "max_latency_ratio": ratio,
+            "latency_slack_ms": slack_ms, "modes": per_mode}
+
+
+def _drop_shadow(ctx, collection: str) -> None:
+    from sqlmodel import delete
+
+    ctx.vectors.drop_collection(collection)
+    with ctx.db.session() as s:
+        s.exec(delete(Chunk).where(Chunk.collection == collection))
+        s.commit()
+
+
 def _refresh_chunk_counts(ctx, index_id: str, collection: str) -> None:
     with ctx.db.session() as s:
         counts = dict(s.exec(select(Chunk.version_id, func.count(Chunk.id)).where(Chunk.collection == collection)
@@ -136,7 +222,8 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
     if job.params.get("rollback"):
         if not index.previous:
             raise PermanentJobError("nothing to roll back to: this index was never reindexed")
-        target = dict(index.previous)
+        # Settings saved before encoder identity was recorded were torch fp32.
+        target = {"embedding_backend": "torch", "embedding_precision": "fp32"} | dict(index.previous)
         if not _swap(ctx, index, target):
             raise RuntimeError("the index changed during rollback; retry")
         _refresh_chunk_counts(ctx, index.id, target["collection"])
@@ -144,53 +231,95 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
         fill_collection(ctx, handed, index.id)  # versions uploaded since the swap
         return {"rolled_back": True, "collection": target["collection"], "from_collection": index.collection}
 
-    model = job.params.get("embedding_model") or index.embedding_model
-    max_chars = int(job.params.get("chunk_max_characters") or index.chunk_max_characters)
-    overlap = int(job.params.get("chunk_overlap") if job.params.get("chunk_overlap") is not None else index.chunk_overlap)
-    max_drop = float(job.params.get("max_ndcg_drop", 0.01))
-    modes = job.params.get("modes") or ["hybrid"]
-    if (model, max_chars, overlap) == (index.embedding_model, index.chunk_max_characters, index.chunk_overlap):
-        raise PermanentJobError("nothing to change: give embedding_model, chunk_max_characters or chunk_overlap")
+    params = job.params
+    model = params.get("embedding_model") or index.embedding_model
+    max_chars = int(params.get("chunk_max_characters") or index.chunk_max_characters)
+    overlap = int(params.get("chunk_overlap") if params.get("chunk_overlap") is not None else index.chunk_overlap)
+    max_drop = float(params.get("max_ndcg_drop", 0.01))
+    ratio, slack = float(params.get("max_latency_ratio", 1.5)), float(params.get("latency_slack_ms", 5.0))
+    modes = params.get("modes") or ["hybrid"]
     if not 50 <= max_chars <= 20000 or not 0 <= overlap < max_chars:
         raise PermanentJobError("chunk_max_characters must be 50-20000 and chunk_overlap below it")
-    queries, qrels = _eval_set(ctx, job)
     try:
-        dim = ctx.embedders.get(model).dimension
+        encoder = _new_encoder(ctx, index, model, params)
+        dim = ctx.embedders.get(encoder).dimension
+    except PermanentJobError:
+        raise
     except Exception as exc:
         raise PermanentJobError(f"embedding model {model!r} could not be loaded: {exc}") from None
+    if (encoder, max_chars, overlap) == (identity_of(index), index.chunk_max_characters, index.chunk_overlap):
+        raise PermanentJobError("nothing to change: give embedding_model, embedding_backend, embedding_precision, "
+                                "chunk_max_characters or chunk_overlap")
+    queries, qrels = _eval_set(ctx, job)
 
-    collection = job.params.get("_shadow") or f"idx_{index.id}_{new_id()[:8]}"
-    if "_shadow" not in job.params:  # remember it, so a retried job resumes the same shadow
+    collection = params.get("_shadow") or f"idx_{index.id}_{new_id()[:8]}"
+    if "_shadow" not in params:  # remember it, so a retried job resumes the same shadow
         with ctx.db.session() as s:
-            s.exec(update(Job).where(Job.id == job.id).values(params={**job.params, "_shadow": collection}))
+            s.exec(update(Job).where(Job.id == job.id).values(params={**params, "_shadow": collection}))
             s.commit()
-    shadow = Index(**{**index.model_dump(), "collection": collection, "embedding_model": model, "embedding_dim": dim,
-                      "chunk_max_characters": max_chars, "chunk_overlap": overlap, "bm25_avg_len": 0.0})
+    new_values = {"collection": collection, "embedding_model": model, "embedding_backend": encoder.backend,
+                  "embedding_precision": encoder.precision, "embedding_dim": dim,
+                  "chunk_max_characters": max_chars, "chunk_overlap": overlap}
+    shadow = Index(**{**index.model_dump(), **new_values, "bm25_avg_len": 0.0})
+    build_started = utcnow()
+    with ctx.db.session() as s:
+        known = set(s.exec(select(Document.id).where(Document.index_id == index.id)).all())
     ctx.vectors.ensure_collection(collection, dim)
     built = fill_collection(ctx, shadow, index.id, progress=lambda n, total: handle.progress(5 + 55 * n / max(total, 1)))
+    # Writes made while the shadow was built: in it before it is judged (like for like with the old
+    # collection), and again after the evaluation, before it may serve.
+    caught_up = catch_up(ctx, shadow, index.id, known, build_started)
     handle.progress(60)
     old_metrics = evaluate_indexes(ctx, index, queries, qrels, modes)
-    handle.progress(80)
+    handle.progress(75)
     new_metrics = evaluate_indexes(ctx, shadow, queries, qrels, modes)
+    handle.progress(85)
+    caught_up += catch_up(ctx, shadow, index.id, known, build_started)
     worse = {m: (old_metrics[m]["ndcg@10"], new_metrics[m]["ndcg@10"]) for m in modes
              if new_metrics[m]["ndcg@10"] < old_metrics[m]["ndcg@10"] - max_drop}
-    result = {"shadow_collection": collection, "versions_built": built, "old": old_metrics, "new": new_metrics,
-              "max_ndcg_drop": max_drop}
-    if worse:
-        ctx.vectors.drop_collection(collection)
-        with ctx.db.session() as s:
-            from sqlmodel import delete
-
-            s.exec(delete(Chunk).where(Chunk.collection == collection))
-            s.commit()
-        return result | {"swapped": False, "reason": "new nDCG@10 worse than old by more than max_ndcg_drop: "
-                         + ", ".join(f"{m} {o:.4f} -> {n:.4f}" for m, (o, n) in worse.items())}
-    new_values = {"collection": collection, "embedding_model": model, "embedding_dim": dim,
-                  "chunk_max_characters": max_chars, "chunk_overlap": overlap, "bm25_avg_len": shadow.bm25_avg_len}
+    gates = {"precision": {"passed": not worse, "max_ndcg_drop": max_drop,
+                           "modes": {m: {"old_ndcg@10": old_metrics[m]["ndcg@10"], "new_ndcg@10": new_metrics[m]["ndcg@10"]}
+                                     for m in modes}},
+             "latency": latency_gate(old_metrics, new_metrics, modes, ratio, slack),
+             "stale": check_stale(ctx, shadow, index.id, queries)}
+    result = {"shadow_collection": collection, "versions_built": built, "caught_up_before_swap": caught_up,
+              "old": old_metrics, "new": new_metrics, "max_ndcg_drop": max_drop, "gates": gates,
+              "encoder": {"old": identity_of(index).as_dict(), "new": encoder.as_dict()}}
+    failed = [name for name, g in gates.items() if not g["passed"]]
+    if failed:
+        _drop_shadow(ctx, collection)
+        reasons = {"precision": "new nDCG@10 worse than old by more than max_ndcg_drop: "
+                                + ", ".join(f"{m} {o:.4f} -> {n:.4f}" for m, (o, n) in worse.items()),
+                   "latency": "new p95 latency above old p95 * max_latency_ratio + latency_slack_ms: "
+                              + ", ".join(f"{m} {g['old_p95_ms']} -> {g['new_p95_ms']} ms (limit {g['limit_ms']})"
+                                          for m, g in gates["latency"]["modes"].items() if not g["passed"]),
+                   "stale": "the new collection does not serve exactly SQL's current versions: "
+                            + json.dumps({k: v for k, v in gates["stale"].items() if k != "passed"})}
+        return result | {"swapped": False, "failed_gates": failed, "reason": "; ".join(reasons[f] for f in failed)}
+    new_values["bm25_avg_len"] = shadow.bm25_avg_len
     if not _swap(ctx, index, new_values):
         raise RuntimeError("the index changed during the reindex; retry")
-    # Versions that became ready while the shadow was built: add them now.
-    caught_up = fill_collection(ctx, shadow, index.id)
+    # Writes that landed on the old collection between the check and the swap: add them now.
+    after = catch_up(ctx, shadow, index.id, known, build_started)
     _refresh_chunk_counts(ctx, index.id, collection)
     handle.progress(100)
-    return result | {"swapped": True, "caught_up_versions": caught_up, "previous_collection": index.collection}
+    return result | {"swapped": True, "caught_up_versions": caught_up + after, "previous_collection": index.collection}
+
+
+def _new_encoder(ctx, index: Index, model: str, params: dict[str, Any]):
+    """The identity of the rebuilt collection: the index's own unless the job names another
+    model or variant (then `auto` parts are decided on this machine, as for a new index)."""
+    from pipelines.embed import EncoderIdentity
+
+    backend, precision = params.get("embedding_backend"), params.get("embedding_precision")
+    current = identity_of(index)
+    if model == current.model and backend is None and precision is None:
+        return current
+    if model == current.model:  # a variant change: what is not named stays as it is
+        backend = backend or current.backend
+        precision = precision or current.precision
+    settings = ctx.settings
+    if (backend, precision) in (("torch", "int8"), ("onnx", "bf16")):
+        raise PermanentJobError(f"backend {backend} does not run precision {precision} (torch: fp32, bf16; onnx: fp32, int8)")
+    identity = ctx.embedders.resolve(model, backend or settings.embedding_backend, precision or settings.embedding_precision)
+    return EncoderIdentity(identity.model, identity.backend, identity.precision)

@@ -20,6 +20,8 @@ from rag_service.errors import (
     RetrievalUnavailable,
     ValidationFailed,
 )
+from pipelines.embed import EncoderIdentity
+from rag_service.stores.embedder import identity_of
 from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
@@ -122,6 +124,12 @@ def highlight(text: str, query_stems: set[str], width: int = 240) -> list[str]:
     return [("…" if start > 0 else "") + snippet + ("…" if end < len(text) else "")]
 
 
+def _encoders_of(indexes: list[Index]) -> dict[str, str] | list[dict[str, str]] | None:
+    """{model, backend, precision} of the searched indexes: one, or a list when they differ."""
+    encoders = sorted({identity_of(i) for i in indexes}, key=lambda e: (e.model, e.variant))
+    return encoders[0].as_dict() if len(encoders) == 1 else [e.as_dict() for e in encoders] or None
+
+
 class SearchService:
     def __init__(self, ctx: ServiceContext, reranker: Reranker | None = None) -> None:
         self.ctx = ctx
@@ -173,6 +181,7 @@ class SearchService:
             "mode": p.mode,
             "model": models[0] if len(models) == 1 else models,
             "models": models,
+            "encoder": _encoders_of(allowed),
             "query": p.query,
             "top_k": p.top_k,
             "result_type": p.result_type,
@@ -205,16 +214,20 @@ class SearchService:
         models = sorted({i.embedding_model for i in indexes})
         if not indexes:
             return [], 0, models
-        dense_by_model: dict[str, list[float]] = {}
+        # One query vector per encoder identity: an index is queried with the encoder it was built with.
+        dense_by_model: dict[EncoderIdentity, list[float]] = {}
         if p.mode in ("dense", "hybrid"):
-            for model in models:
+            for encoder in sorted({identity_of(i) for i in indexes}, key=lambda e: (e.model, e.variant)):
                 try:
                     started = time.perf_counter()
-                    dense_by_model[model] = self.ctx.embedders.encode(model, [p.query])[0].tolist()
+                    dense_by_model[encoder] = self.ctx.embedders.encode(encoder, [p.query])[0].tolist()
                     if self.ctx.metrics:
                         self.ctx.metrics.embed_batch.labels("query").observe(time.perf_counter() - started)
+                except RetrievalUnavailable:
+                    raise
                 except Exception as exc:
-                    raise RetrievalUnavailable(f"embedding model {model} unavailable: {exc}", component="embedder") from exc
+                    raise RetrievalUnavailable(f"embedding model {encoder.model} unavailable: {exc}",
+                                               component="embedder") from exc
         sparse = query_vector(p.query)
         base = Filter(must=tuple(conditions))
         if p.as_of_version is not None:
@@ -254,7 +267,7 @@ class SearchService:
             req = SearchRequest(
                 mode=p.mode,
                 limit=limit,
-                dense=dense_by_model.get(index.embedding_model),
+                dense=dense_by_model.get(identity_of(index)),
                 sparse=sparse,
                 filter=base,
                 prefetch_limit=max(limit * settings.prefetch_multiplier, 100),

@@ -34,11 +34,22 @@ class StatusService:
         self.reranker = reranker  # the app's Reranker (services/search.py): the one searches use
 
     def _embedder_probe(self) -> dict[str, Any]:
-        model = self.ctx.settings.default_embedding_model
-        vec = self.ctx.embedders.get(model).encode(["status probe"])
+        settings = self.ctx.settings
+        model = settings.default_embedding_model
+        encoder = self.ctx.embedders.resolve(model, settings.embedding_backend, settings.embedding_precision)
+        vec = self.ctx.embedders.get(encoder).encode(["status probe"])
         if vec.shape[0] != 1:
             raise RuntimeError("embedder returned no vector")
-        return {"model": model, "dimension": int(vec.shape[1])}
+        return {"model": model, "dimension": int(vec.shape[1]), "backend": encoder.backend,
+                "precision": encoder.precision}
+
+    def _encoders(self) -> dict[str, Any]:
+        """What new indexes get, how `auto` decided it (probe numbers, skipped variants), what is loaded."""
+        settings, registry = self.ctx.settings, self.ctx.embedders
+        decisions = [{k: v for k, v in d.items() if k != "requested"} | {"requested": {"backend": b, "precision": p}}
+                     for (m, b, p), d in registry.decisions.items()]
+        return {"requested": {"backend": settings.embedding_backend, "precision": settings.embedding_precision},
+                "decisions": decisions, "loaded": registry.loaded_identities()}
 
     def _runner_probe(self) -> dict[str, Any]:
         runner = getattr(self.ctx, "runner", None)
@@ -95,6 +106,7 @@ class StatusService:
             "retrieval_modes": modes,
             "embedding_models": sorted(models),
             "embedding_models_loaded": ctx.embedders.loaded(),
+            "encoders": self._encoders(),
             "rerank_model": ctx.settings.rerank_model,
             "data_boundaries": list(BOUNDARIES),
             "privacy_tiers": list(PRIVACY_TIERS),

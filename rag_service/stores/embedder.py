@@ -1,20 +1,25 @@
-"""Embedders by model name, loaded once, plus the (model, content hash) cache.
+"""Encoders by identity (model, backend, precision), loaded once, plus the
+embedding cache keyed by identity and content hash.
 
 The cache lives in SQL: a chunk whose text was embedded before by the same
-model is never embedded again, across versions, documents and restarts.
+encoder is never embedded again, across versions, documents and restarts; an
+int8 or bf16 vector is never served where an fp32 one was recorded, nor the
+reverse. How `auto` picks an encoder is in rag_service/stores/encoder_choice.py.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from rag_service.db import Database
-from pipelines.embed import DEFAULT_MODEL_NAME
+from rag_service.errors import RetrievalUnavailable
+from pipelines.embed import DEFAULT_MODEL_NAME, EncoderIdentity
 from rag_service.models import EmbeddingCache
 
 
@@ -93,78 +98,170 @@ class ModelNotAllowed(ValueError):
     pass
 
 
+class EncoderUnavailable(RetrievalUnavailable):
+    """An index's recorded encoder cannot run here and has no same-numbers stand-in:
+    a 503, never a silent swap to vectors the index was not built with."""
+
+    def __init__(self, message: str, **detail) -> None:
+        super().__init__(message, component="encoder", **detail)
+
+
+# Variants that compute the same vectors (cosine >= 0.999, checked at export): one may
+# stand in for the other when an index's recorded one cannot run on this machine.
+SAME_NUMBERS = {("onnx", "fp32"): ("torch", "fp32"), ("torch", "fp32"): ("onnx", "fp32")}
+
+
+def identity_of(index) -> EncoderIdentity:
+    """The encoder an index's vectors came from (rows older than the columns read torch fp32)."""
+    return EncoderIdentity(index.embedding_model, getattr(index, "embedding_backend", None) or "torch",
+                           getattr(index, "embedding_precision", None) or "fp32")
+
+
 class EmbedderRegistry:
-    """Embedders by model name, loaded once. Only the shipped model, models an
-    operator listed (RAG_EMBEDDING_MODELS) and registered ones can be loaded: an
-    index's embedding_model comes from a request, and must never make the server
-    load an arbitrary path or try a download."""
+    """Encoders by identity, loaded once. Only the shipped model, models an operator
+    listed (RAG_EMBEDDING_MODELS) and registered ones can be loaded: an index's
+    embedding_model comes from a request, and must never make the server load an
+    arbitrary path or try a download.
+
+    `backend` / `precision` are what a new index gets (`auto`: decided on this
+    machine, see encoder_choice); an existing index asks for its recorded identity.
+    """
 
     def __init__(self, precision: str = "fp32", device: str = "cpu", batch_size: int = 32,
-                 allowed_models: frozenset[str] | set[str] = frozenset()) -> None:
-        self.precision = precision
+                 allowed_models: frozenset[str] | set[str] = frozenset(), backend: str = "torch",
+                 cache_dir: Path | str | None = None, gate: dict | None = None,
+                 loader: Callable[[EncoderIdentity], Embedder] | None = None,
+                 probe: Callable[[dict], dict] | None = None) -> None:
+        self.backend, self.precision = backend, precision
         self.device = device
         self.batch_size = batch_size
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.gate = gate
+        self._loader = loader
+        self._probe = probe
         self.allowed_models = frozenset(SHIPPED_MODELS | set(allowed_models))
-        self._models: dict[str, Embedder] = {}
-        self._encoders: dict[str, _GroupEncoder] = {}
-        self._lock = threading.Lock()
+        self._models: dict[EncoderIdentity, Embedder] = {}
+        self._pinned: dict[str, EncoderIdentity] = {}  # registered embedders answer for their model
+        self._encoders: dict[EncoderIdentity, _GroupEncoder] = {}
+        self.decisions: dict[tuple[str, str, str], dict] = {}
+        self._lock = threading.RLock()
         self.encode_calls = 0  # texts sent to a model; tests and metrics read it
         self.failure: Exception | None = None
 
     def register(self, embedder: Embedder) -> None:
-        self._models[embedder.name] = embedder
+        identity = EncoderIdentity(embedder.name, getattr(embedder, "backend", "torch"),
+                                   getattr(embedder, "precision", "fp32"))
+        self._models[identity] = embedder
+        self._pinned[embedder.name] = identity
 
-    def get(self, name: str) -> Embedder:
-        model = self._models.get(name)
-        if model is not None:
-            return model
-        if name not in self.allowed_models:
+    def _check_allowed(self, name: str) -> None:
+        if name not in self.allowed_models and name not in self._pinned:
             raise ModelNotAllowed(f"{name!r} is not one of the models this service may load "
                                   f"({', '.join(sorted(self.allowed_models))}; RAG_EMBEDDING_MODELS adds more)")
-        with self._lock:
-            if name not in self._models:
-                from pipelines.embed import SentenceEmbedder
 
-                self._models[name] = SentenceEmbedder(
-                    name, precision=self.precision, device=self.device, batch_size=self.batch_size
-                )
-            return self._models[name]
+    def resolve(self, model: str, backend: str | None = None, precision: str | None = None) -> EncoderIdentity:
+        """The identity a new index of `model` gets now (runs the `auto` probe once)."""
+        if model in self._pinned:
+            return self._pinned[model]
+        self._check_allowed(model)
+        backend, precision = backend or self.backend, precision or self.precision
+        key = (model, backend, precision)
+        with self._lock:
+            if key not in self.decisions:
+                from rag_service.stores import encoder_choice
+
+                self.decisions[key] = encoder_choice.decide(
+                    model, backend, precision, self.device, self.batch_size, self.cache_dir, self._load_exact,
+                    gate=self.gate, **({"probe_fn": self._probe} if self._probe else {}))
+            return EncoderIdentity(**self.decisions[key]["identity"])
+
+    def load_default(self, model: str, backend: str | None = None, precision: str | None = None) -> EncoderIdentity:
+        """Resolve and load the encoder new indexes get (the app lifespan calls this: ready means ready)."""
+        identity = self.resolve(model, backend, precision)
+        self.get(identity)
+        return identity
+
+    def _load_exact(self, identity: EncoderIdentity) -> Embedder:
+        with self._lock:
+            model = self._models.get(identity)
+            if model is None:
+                if self._loader is not None:
+                    model = self._loader(identity)
+                else:
+                    from pipelines.embed import load_embedder
+
+                    reference = self._models.get(EncoderIdentity(identity.model))
+                    model = load_embedder(identity, self.cache_dir, self.device, self.batch_size, reference=reference)
+                self._models[identity] = model
+            return model
+
+    def get(self, target: str | EncoderIdentity) -> Embedder:
+        """The encoder of an identity (a bare model name means the default identity of that model).
+
+        When the identity cannot run here, only a variant with the same numbers stands in."""
+        identity = target if isinstance(target, EncoderIdentity) else self.resolve(target)
+        model = self._models.get(identity)
+        if model is not None:
+            return model
+        self._check_allowed(identity.model)
+        try:
+            return self._load_exact(identity)
+        except Exception as exc:
+            stand_in = SAME_NUMBERS.get((identity.backend, identity.precision))
+            if stand_in is not None:
+                try:
+                    model = self._load_exact(EncoderIdentity(identity.model, *stand_in))
+                except Exception:  # noqa: BLE001 - report the original failure below
+                    pass
+                else:
+                    with self._lock:
+                        self._models[identity] = model
+                    return model
+            raise EncoderUnavailable(f"encoder {identity.variant} of {identity.model} cannot run on this machine "
+                                     f"({type(exc).__name__}: {exc}); re-index through the reindex job to change it",
+                                     encoder=identity.as_dict()) from exc
 
     def loaded(self) -> list[str]:
-        return sorted(self._models)
+        return sorted({i.model for i in self._models})
 
-    def encoder(self, name: str) -> _GroupEncoder:
-        model = self.get(name)
-        encoder = self._encoders.get(name)
+    def loaded_identities(self) -> list[dict[str, str]]:
+        return [i.as_dict() for i in sorted(self._models, key=lambda i: (i.model, i.backend, i.precision))]
+
+    def encoder(self, target: str | EncoderIdentity) -> _GroupEncoder:
+        identity = target if isinstance(target, EncoderIdentity) else self.resolve(target)
+        model = self.get(identity)
+        encoder = self._encoders.get(identity)
         if encoder is None or encoder.embedder is not model:
             with self._lock:
-                encoder = self._encoders.get(name)
+                encoder = self._encoders.get(identity)
                 if encoder is None or encoder.embedder is not model:
-                    encoder = self._encoders[name] = _GroupEncoder(model)
+                    encoder = self._encoders[identity] = _GroupEncoder(model)
         return encoder
 
-    def encode(self, name: str, texts: list[str]) -> np.ndarray:
+    def encode(self, target: str | EncoderIdentity, texts: list[str]) -> np.ndarray:
         self.encode_calls += len(texts)
-        return self.encoder(name).encode(texts)
+        return self.encoder(target).encode(texts)
 
 
 class CachedEmbedding:
-    """Embeds texts through the registry, reusing vectors stored by content hash."""
+    """Embeds texts through the registry, reusing vectors stored by (identity, content hash)."""
 
     def __init__(self, db: Database, registry: EmbedderRegistry) -> None:
         self.db = db
         self.registry = registry
 
-    def embed(self, model: str, texts: list[str], hashes: list[str]) -> tuple[np.ndarray, int]:
+    def embed(self, encoder: str | EncoderIdentity, texts: list[str], hashes: list[str]) -> tuple[np.ndarray, int]:
         """Return (vectors, how many were computed now)."""
+        identity = encoder if isinstance(encoder, EncoderIdentity) else self.registry.resolve(encoder)
         found: dict[str, np.ndarray] = {}
         unique = sorted(set(hashes))
         with self.db.session() as s:
             for start in range(0, len(unique), 500):
                 rows = s.exec(
                     select(EmbeddingCache).where(
-                        EmbeddingCache.model == model, EmbeddingCache.content_hash.in_(unique[start : start + 500])
-                    )
+                        EmbeddingCache.model == identity.model, EmbeddingCache.backend == identity.backend,
+                        EmbeddingCache.precision == identity.precision,
+                        EmbeddingCache.content_hash.in_(unique[start : start + 500]))
                 ).all()
                 for row in rows:
                     found[row.content_hash] = np.frombuffer(row.vector, dtype=np.float32)
@@ -173,19 +270,20 @@ class CachedEmbedding:
             if h not in found and h not in missing:
                 missing[h] = text
         if missing:
-            vectors = self.registry.encode(model, list(missing.values()))
+            vectors = self.registry.encode(identity, list(missing.values()))
             for h, vec in zip(missing, vectors):
                 found[h] = vec
-            self._store(model, {h: found[h] for h in missing})
+            self._store(identity, {h: found[h] for h in missing})
         dim = next(iter(found.values())).shape[0] if found else 0
         out = np.stack([found[h] for h in hashes]) if hashes else np.zeros((0, dim), dtype=np.float32)
         return out, len(missing)
 
-    def _store(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+    def _store(self, identity: EncoderIdentity, vectors: dict[str, np.ndarray]) -> None:
         try:
             with self.db.session() as s:
                 for h, vec in vectors.items():
-                    s.merge(EmbeddingCache(model=model, content_hash=h, vector=vec.astype(np.float32).tobytes()))
+                    s.merge(EmbeddingCache(model=identity.model, backend=identity.backend, precision=identity.precision,
+                                           content_hash=h, vector=vec.astype(np.float32).tobytes()))
                 s.commit()
         except IntegrityError:
             pass  # a concurrent upload cached the same text first: same vector, nothing lost

@@ -1,4 +1,7 @@
-"""The reindex job: shadow build, evaluation gate, alias swap, rollback."""
+"""The reindex job: shadow build, evaluation gates (precision, latency, stale memory), alias swap, rollback."""
+
+import threading
+import time
 
 from tests.api.test_rag import wait_job
 from tests.conftest import Api, new_key
@@ -75,3 +78,82 @@ def test_reindex_needs_an_eval_set_and_a_change(app_factory):
     job = wait_job(api, api.post("/v1/rag/jobs", json={"job_class": "reindex", "index_id": i,
                                                         "params": {"eval": EVAL}}).json()["id"])
     assert job["status"] == "failed" and "nothing to change" in job["error"]
+
+
+def test_reindex_refuses_a_collection_that_answers_slower(app_factory, monkeypatch):
+    api, ctx, index = _setup(app_factory)
+    i = index["id"]
+    real = ctx.vectors.search
+
+    def slow_on_shadow(alias, request):
+        if alias != index["collection_alias"]:
+            time.sleep(1.0)  # the rebuilt collection answers a second slower
+        return real(alias, request)
+
+    monkeypatch.setattr(ctx.vectors, "search", slow_on_shadow)
+    r = api.post("/v1/rag/jobs", json={"job_class": "reindex", "index_id": i, "params": {
+        "chunk_max_characters": 2000, "eval": EVAL, "max_latency_ratio": 1.5, "latency_slack_ms": 20}})
+    job = wait_job(api, r.json()["id"])
+    result = job["result"]
+    assert job["status"] == "succeeded" and result["swapped"] is False and result["failed_gates"] == ["latency"], job
+    gate = result["gates"]["latency"]["modes"]["hybrid"]
+    assert gate["new_p95_ms"] > gate["limit_ms"] and result["gates"]["precision"]["passed"]
+    assert "p95" in result["reason"] and not ctx.vectors.collection_exists(result["shadow_collection"])
+    assert api.get(f"/v1/indexes/{i}").json()["collection_alias"] == index["collection_alias"]
+
+
+def _write_during_build(monkeypatch, api, index_id, skip_catch_up: bool):
+    """While the shadow is being built, delete `forests` and upload oceans v2 (from the test
+    thread, while the job waits); with skip_catch_up the job forgets to apply them."""
+    from rag_service.services import reindex
+
+    built, written = threading.Event(), threading.Event()
+    real_fill = reindex.fill_collection
+
+    def fill(ctx, target, idx, progress=None):
+        n = real_fill(ctx, target, idx, progress)
+        if not built.is_set():
+            built.set()
+            written.wait(120)
+        return n
+
+    monkeypatch.setattr(reindex, "fill_collection", fill)
+    if skip_catch_up:
+        monkeypatch.setattr(reindex, "catch_up", lambda *a, **k: 0)
+    r = api.post("/v1/rag/jobs", json={"job_class": "reindex", "index_id": index_id, "params": {
+        "chunk_max_characters": 2000, "eval": EVAL, "max_latency_ratio": 100, "latency_slack_ms": 1000}})
+    assert built.wait(120)
+    docs = {d["name"]: d for d in api.get(f"/v1/indexes/{index_id}/documents").json()["items"]}
+    assert api.delete(f"/v1/indexes/{index_id}/documents/{docs['forests']['id']}").status_code in (200, 204)
+    new = b"# Oceans\n\nThe Atlantic widens by a few centimetres a year along the ridge."
+    assert api.upload(index_id, "oceans.md", new, name="oceans").status_code == 201
+    written.set()
+    return wait_job(api, r.json()["id"])
+
+
+def test_reindex_reflects_writes_made_during_the_build(app_factory, monkeypatch):
+    api, ctx, index = _setup(app_factory)
+    i = index["id"]
+    job = _write_during_build(monkeypatch, api, i, skip_catch_up=False)
+    result = job["result"]
+    assert job["status"] == "succeeded" and result["swapped"] is True, result.get("reason")
+    stale = result["gates"]["stale"]
+    assert stale["passed"] and stale["stale_hits"] == 0 and stale["versions_missing"] == 0
+    hits = api.search("pine cones wildfires", i, top_k=10).json()["results"]
+    assert all(h["document_name"] != "forests" for h in hits)
+    hits = api.search("Atlantic widens ridge", i).json()["results"]
+    assert hits[0]["document_name"] == "oceans" and hits[0]["version"] == 2
+
+
+def test_reindex_refuses_a_collection_that_missed_writes_made_during_the_build(app_factory, monkeypatch):
+    api, ctx, index = _setup(app_factory)
+    i = index["id"]
+    job = _write_during_build(monkeypatch, api, i, skip_catch_up=True)
+    result = job["result"]
+    assert job["status"] == "succeeded" and result["swapped"] is False and "stale" in result["failed_gates"], job
+    assert "current versions" in result["reason"]
+    stale = result["gates"]["stale"]
+    assert stale["versions_missing"] == 1 and stale["live_points"] != stale["live_points_expected"]
+    assert api.get(f"/v1/indexes/{i}").json()["collection_alias"] == index["collection_alias"]
+    hits = api.search("Atlantic widens ridge", i).json()["results"]  # the old collection still serves, current
+    assert hits[0]["document_name"] == "oceans" and hits[0]["version"] == 2
