@@ -1,30 +1,38 @@
 """Chunk stage: title-aware, content-defined chunks over parsed elements.
 
 Why not unstructured's `chunk_by_title`: it packs elements greedily, so one
-paragraph inserted near the start of a document moves every later boundary and
-every later chunk is embedded again (vectors are cached by chunk text). Here a
+paragraph inserted near the start of a document can move every later boundary,
+and every chunk it moves is embedded again (vectors are cached by chunk text;
+measured: up to all chunks of a 30-paragraph document, a third on average). Here a
 boundary is a property of the text around it, not of its distance from the
 start (content-defined chunking, as in rsync or FastCDC, at element granularity):
 
-- A section starts at a Title; chunks never span two sections, and every chunk
-  of a section carries its first title as `section` (consecutive titles stack).
+- A section starts at a Title; every chunk of a section carries its first title
+  as `section` (consecutive titles stack). Chunks span two sections only where
+  small ones are combined: a section under min(budget / 2, 500) characters takes
+  the following ones in while they all fit in one chunk (as chunk_by_title's
+  combine_text_under_n_chars did), named after the first.
 - Inside a section, elements (paragraphs, list items, table rows; an element
   longer than the budget is first cut into sentences, then words) are packed in
   order. After a unit, the chunk is closed when the unit is an *anchor*: a
   hash of its text falls below len(unit) / target, so anchors come about
-  every `target` characters whatever the element sizes. A chunk is also closed
-  before it would exceed the budget, and anchors closer than `min` characters to
-  the chunk start are skipped, which keeps chunks from being tiny.
+  every `target` characters whatever the element sizes. Anchors closer than `min`
+  characters to the chunk start are skipped, which keeps chunks from being tiny.
+  A chunk that fills the budget before any anchor is cut after its strongest
+  candidate (lowest score) instead, so even forced cuts depend on content
+  (TTTD's backup divisor).
 - So an edit changes the chunk it falls in and, at most, the chunks up to the
   next anchor that both versions share; the rest are byte-identical and reused.
 - `overlap` works as in unstructured (overlap_all=False): when an oversized
   element is split, each piece after the first starts with the last `overlap`
   characters of the previous piece. The packing budget is max_characters -
-  overlap, so a chunk with its overlap never exceeds max_characters.
+  overlap (overlap capped at half of max_characters), so a chunk with its
+  overlap never exceeds max_characters.
 - Tables (CSV rows, HTML/Markdown table rows) are never mixed with prose in a
   chunk; a chunk of rows is `element_type="Table"`, any other "CompositeElement".
 
-Linear in the input: one pass, one 8-byte blake2b per unit.
+Linear in the input: one 8-byte blake2b per unit, and a backup cut re-reads at
+most the chunk it cut (each unit is read a bounded number of times).
 """
 
 from __future__ import annotations
@@ -37,8 +45,9 @@ from typing import Iterable, Iterator
 from pipelines.types import ChunkDraft, ParsedElement
 
 # Anchors every ~half budget on average; none before a quarter of it. Measured with
-# `python -m benchmarks incremental`: chunks fill ~60 % of the budget and one inserted
-# paragraph re-embeds one or two chunks.
+# `python -m benchmarks incremental`: chunks fill ~50 % of the budget and one inserted
+# paragraph re-embeds one or two chunks (larger fractions filled more but resynchronised
+# later: up to a third of a 30-paragraph document re-embedded).
 _TARGET_FRACTION = 0.5
 _MIN_FRACTION = 0.25
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
@@ -55,7 +64,7 @@ class _Unit:
     page: int | None
     element: int  # index of the element the unit came from (pieces of one element share it)
     first_piece: bool  # the unit starts its element
-    score: float  # keyed hash in [0, 1) over length: an anchor when below 1 / target
+    score: float  # hash in [0, 1) over length: an anchor when below 1 / target
 
     @property
     def is_table(self) -> bool:
@@ -127,6 +136,24 @@ def _sections(units: Iterable[_Unit]) -> Iterator[tuple[str | None, list[_Unit]]
         yield title, current
 
 
+def _runs(sections: Iterable[tuple[str | None, list[_Unit]]], budget: int,
+          combine: int) -> Iterator[tuple[str | None, list[_Unit], bool]]:
+    """(title, units, merged): a section under `combine` characters takes the next ones in
+    while all of them fit in one chunk (as chunk_by_title's combine_text_under_n_chars),
+    so a run of one-line sections is one chunk, named after its first title."""
+    title, run, size, merged = None, [], 0, False
+    for section_title, units in sections:
+        n = sum(len(u.text) + 2 for u in units)
+        if run and size < combine and size + n <= budget and not any(u.is_table for u in run + units):
+            run, size, merged = run + units, size + n, True
+            continue
+        if run:
+            yield title, run, merged
+        title, run, size, merged = section_title, units, n, False
+    if run:
+        yield title, run, merged
+
+
 def _backup_cut(chunk: list[_Unit], minimum: int) -> int:
     """Where to close a chunk that is full before any anchor: after its strongest
     anchor candidate (lowest score) past `minimum`, so forced cuts are content-defined too."""
@@ -189,8 +216,8 @@ def chunk_elements(elements: Iterable[ParsedElement], max_characters: int, overl
     minimum = int(budget * _MIN_FRACTION)
     drafts: list[ChunkDraft] = []
     previous = ""
-    for title, units in _sections(_units(elements, budget)):
-        for group in _pack(units, budget, target, minimum):
+    for title, units, merged in _runs(_sections(_units(elements, budget)), budget, min(budget // 2, 500)):
+        for group in [units] if merged else _pack(units, budget, target, minimum):
             text = _join(group)
             if overlap > 1 and not group[0].first_piece and previous:
                 text = f"{_tail(previous, overlap - 1)} {text}"  # -1: the joining space

@@ -54,10 +54,11 @@ def text_elements(text: str) -> list[ParsedElement]:
     # paragraph per line.
     for paragraph in re.split(r"\s*\n\s*", auto_paragraph_grouper(text).strip()):
         paragraph = paragraph.strip()
-        if not paragraph or (len(paragraph) == 1 and is_bulleted_text(paragraph)):
+        if not paragraph:
             continue
-        if is_bulleted_text(paragraph):
-            elements.append(ParsedElement(clean_bullets(paragraph), "ListItem"))
+        if is_bulleted_text(paragraph):  # (a lone bullet character cleans to nothing: skipped)
+            if item := clean_bullets(paragraph):
+                elements.append(ParsedElement(item, "ListItem"))
         elif is_possible_numbered_list(paragraph):
             elements.append(ParsedElement(paragraph, "ListItem"))
         else:

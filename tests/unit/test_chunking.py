@@ -110,3 +110,14 @@ def test_table_rows_are_never_mixed_with_prose():
 def test_no_elements_no_chunks():
     assert chunk_elements([], 1000, 0) == []
     assert chunk_elements([ParsedElement("   ", "NarrativeText")], 1000, 0) == []
+
+
+def test_small_sections_combine_into_one_chunk_named_after_the_first():
+    elements = [ParsedElement("Oceans", "Title"), ParsedElement("The Pacific is the deepest.", "NarrativeText"),
+                ParsedElement("Tides", "Title"), ParsedElement("The moon drives tides.", "NarrativeText"),
+                ParsedElement("Long Part", "Title")]
+    elements += [ParsedElement(f"Sentence {i} of a long part, repeated to fill it.", "NarrativeText") for i in range(40)]
+    chunks = chunk_elements(elements, 400, 0)
+    assert chunks[0].text == "Oceans\n\nThe Pacific is the deepest.\n\nTides\n\nThe moon drives tides."
+    assert chunks[0].section == "Oceans"
+    assert len(chunks) > 3 and all(c.section == "Long Part" for c in chunks[1:])
