@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from typing import Iterator
 
@@ -124,7 +123,7 @@ _BLOCKS = _HEADINGS | {
     "fieldset", "figcaption", "figure", "footer", "form", "header", "hgroup", "hr", "html", "li", "main", "menu",
     "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "tfoot", "thead", "ul", "tr",
 }
-_CELL = "\x1f"  # cell separator inside a row's buffer (not a character HTML text can carry)
+_CELL = "\x1f"  # cell separator inside a row's buffer (a control character page text does not use)
 _SKIPPED = {"head", "script", "style", "noscript", "template", "svg", "math", "iframe", "object", "select", "button"}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 
 from benchmarks.parse_speed import heading, paragraph
-from tests.conftest import Api
 
 
 def _paragraphs(n: int, seed: int) -> list[str]:
