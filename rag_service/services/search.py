@@ -26,9 +26,9 @@ from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
 from rag_service.services.filters import parse_filters
+from rag_service.services.values import INT64_MAX, check_text, readable_metadata
 from rag_service.stores.vector import Filter, Hit, Match, SearchRequest, StoreUnavailable
 
-from rag_service.services.values import INT64_MAX, check_text, readable_metadata
 MODES = ("hybrid", "dense", "lexical")
 RESULT_TYPES = ("chunk", "document")
 MAX_TOP_K = 100
@@ -71,10 +71,10 @@ class Reranker:
     def __init__(self, model: str | None) -> None:
         self.model_name = model
         self._model = None
-        self._lock = threading.Lock()
-
         self._error: str | None = None
         self._failed_at = 0.0
+        self._lock = threading.Lock()
+
     def load(self):
         """The loaded cross-encoder, or RetrievalUnavailable(component="reranker")."""
         with self._lock:
@@ -139,6 +139,7 @@ class SearchService:
     def validate(self, p: SearchParams) -> None:
         if not isinstance(p.query, str) or not p.query.strip():
             raise ValidationFailed("query must be a non-empty string", field="query")
+        check_text(p.query, "query")
         if len(p.query) > 4000:
             raise ValidationFailed("query is longer than 4000 characters", field="query")
         if isinstance(p.top_k, bool) or not isinstance(p.top_k, int) or not 1 <= p.top_k <= MAX_TOP_K:
@@ -147,7 +148,6 @@ class SearchService:
             raise ValidationFailed(f"mode must be one of {', '.join(MODES)}", field="mode")
         if p.result_type not in RESULT_TYPES:
             raise ValidationFailed(f"result_type must be one of {', '.join(RESULT_TYPES)}", field="result_type")
-        check_text(p.query, "query")
         if p.rerank and not self.ctx.settings.rerank_model:
             raise RerankNotConfigured(
                 "rerank needs a cross-encoder: set RAG_RERANK_MODEL to a model name or local path", field="rerank"

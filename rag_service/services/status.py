@@ -58,6 +58,18 @@ class StatusService:
         return {"owner": runner.owner, "current_job": runner.current_job,
                 "last_loop_s_ago": round(time.time() - (runner.last_heartbeat or time.time()), 3)}
 
+    def _reranker_probe(self) -> dict[str, Any]:
+        from rag_service.services.search import Reranker
+
+        reranker = self.reranker or Reranker(self.ctx.settings.rerank_model)
+        reranker.load()
+        return {"model": self.ctx.settings.rerank_model}
+
+    def _optional(self, configured: bool, probe: Callable[[], Any]) -> dict[str, Any]:
+        """An optional component is probed only when configured; one configured and broken
+        degrades the status like any other (a mode is never `live` on a component that fails)."""
+        return _probe(probe) | {"configured": True} if configured else {"configured": False, "reachable": False}
+
     def status(self, principal: Principal | None) -> dict[str, Any]:
         ctx = self.ctx
         components = {
@@ -74,18 +86,6 @@ class StatusService:
         else:
             rerank = "live" if components["reranker"]["reachable"] else "unavailable"
         retrieval_ok = components["vector_store"]["reachable"] and components["metadata_db"]["reachable"]
-    def _reranker_probe(self) -> dict[str, Any]:
-        from rag_service.services.search import Reranker
-
-        reranker = self.reranker or Reranker(self.ctx.settings.rerank_model)
-        reranker.load()
-        return {"model": self.ctx.settings.rerank_model}
-
-    def _optional(self, configured: bool, probe: Callable[[], Any]) -> dict[str, Any]:
-        """An optional component is probed only when configured; one configured and broken
-        degrades the status like any other (a mode is never `live` on a component that fails)."""
-        return _probe(probe) | {"configured": True} if configured else {"configured": False, "reachable": False}
-
         modes = {
             "dense": "live" if retrieval_ok and components["embedder"]["reachable"] else "unavailable",
             "lexical": "live" if retrieval_ok else "unavailable",
