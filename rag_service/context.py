@@ -51,7 +51,7 @@ def build_context(
 
     return ServiceContext(
         metrics=Metrics(),
-        parser=shared_pool(settings.parse_timeout_s, settings.parse_memory_mb),
+        parser=shared_pool(settings.parse_timeout_s, settings.parse_memory_mb, settings.parse_seconds_per_mb),
         settings=settings,
         db=db,
         vectors=vectors or build_vector_store(settings),

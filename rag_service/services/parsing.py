@@ -77,8 +77,12 @@ def _prepare(data: bytes, filename: str, max_characters: int, overlap: int):
 
 
 class ParserPool:
-    def __init__(self, timeout_s: float = 60.0, memory_mb: int = 4096, workers: int = 2) -> None:
+    def __init__(self, timeout_s: float = 60.0, memory_mb: int = 4096, workers: int = 2,
+                 seconds_per_mb: float = 2.0) -> None:
         self.timeout_s = timeout_s
+        # Parsing is linear in the size: a fixed limit would refuse big valid files, so each MB
+        # of input adds to it (a 50 MB text file gets 60 + 100 s by default).
+        self.seconds_per_mb = seconds_per_mb
         self.memory_mb = memory_mb
         self.workers = workers
         self.target = _prepare  # what runs in the worker; tests swap in a misbehaving parser
@@ -97,6 +101,9 @@ class ParserPool:
                 self._pool = pool
             return self._pool
 
+    def limit_for(self, size_bytes: int) -> float:
+        return self.timeout_s + self.seconds_per_mb * size_bytes / _MB
+
     def start(self) -> None:
         """Start the workers and their imports now (at service start-up, not inside an upload)."""
         self._get()
@@ -113,12 +120,14 @@ class ParserPool:
         pool = self._get()
         future = pool.submit(self.target, data, filename, max_characters, overlap)
         try:
-            return future.result(timeout=self.timeout_s)
+            return future.result(timeout=self.limit_for(len(data)))
         except cf.TimeoutError:
             self._restart(pool)
-            raise ParseTimeout(f"parsing took longer than the {self.timeout_s:g} s limit; "
-                               "RAG_PARSE_TIMEOUT_S raises it", filename=filename, reason="parse_timeout",
-                               limit=self.timeout_s, setting="RAG_PARSE_TIMEOUT_S") from None
+            limit = self.limit_for(len(data))
+            raise ParseTimeout(f"parsing took longer than its {limit:g} s limit (RAG_PARSE_TIMEOUT_S "
+                               f"{self.timeout_s:g} s + RAG_PARSE_SECONDS_PER_MB {self.seconds_per_mb:g} s a MB); "
+                               "raise either to accept it", filename=filename, reason="parse_timeout",
+                               limit=limit, setting="RAG_PARSE_TIMEOUT_S") from None
         except (cf.process.BrokenProcessPool, MemoryError):
             self._restart(pool)
             raise DocumentTooLarge(f"parsing needed more than the {self.memory_mb} MB parser memory limit (or "
@@ -149,8 +158,8 @@ def _close_shared() -> None:
         pool.close()
 
 
-def shared_pool(timeout_s: float, memory_mb: int) -> ParserPool:
-    key = (timeout_s, memory_mb)
+def shared_pool(timeout_s: float, memory_mb: int, seconds_per_mb: float = 2.0) -> ParserPool:
+    key = (timeout_s, memory_mb, seconds_per_mb)
     if key not in _shared:
-        _shared[key] = ParserPool(timeout_s, memory_mb)
+        _shared[key] = ParserPool(timeout_s, memory_mb, seconds_per_mb=seconds_per_mb)
     return _shared[key]

@@ -42,6 +42,11 @@ def test_hanging_parser_times_out_and_pool_recovers(pool):
     # A valid file that takes too long is not "corrupt": its own code, the limit, and what raises it.
     assert err.value.code == "parse_timeout" and time.time() - started < 20
     assert err.value.detail["setting"] == "RAG_PARSE_TIMEOUT_S" and "RAG_PARSE_TIMEOUT_S" in err.value.message
+
+
+def test_the_parse_limit_grows_with_the_file():
+    pool = ParserPool(timeout_s=60, seconds_per_mb=2.0, workers=1)
+    assert pool.limit_for(0) == 60 and pool.limit_for(50 * 1024 * 1024) == 160
     from rag_service.services.parsing import _prepare
 
     pool.target = _prepare
