@@ -137,7 +137,7 @@ class DocumentService:
         if unchanged is not None:
             return unchanged, False
         document, version, chunks = self._allocate_version(principal, index, name, prepared, metadata, if_version)
-        self.ingestion.index_version(index, document, version, chunks)
+        self.ingestion.index_version(index, document, version, chunks, prepared.tokens)
         with self.ctx.db.session() as s:
             version = s.get(DocumentVersion, version.id)
             document = s.get(Document, document.id)

@@ -147,13 +147,15 @@ class IngestionService:
         self.ctx = ctx
 
     # -- indexing ------------------------------------------------------------
-    def index_version(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk]) -> None:
-        """Embed and upsert a version's chunks, then make it the served version.
+    def index_version(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk],
+                      tokens: list[list[str]] | None = None) -> None:
+        """Embed and upsert a version's chunks, then make it the served version. `tokens`: the
+        chunks' BM25 tokens when the caller has them from parsing (else they are computed).
 
         On failure the version is marked failed and the previous version keeps serving.
         """
         try:
-            embedded = self._write_points(index, document, version, chunks)
+            embedded = self._write_points(index, document, version, chunks, tokens)
         except Exception as exc:
             self._mark_failed(version.id, f"{type(exc).__name__}: {exc}")
             if isinstance(exc, StoreUnavailable):
@@ -162,7 +164,8 @@ class IngestionService:
         self.promote(index, document.id, version.id, version.version,
                      counts={"chunks_embedded": embedded, "chunks_reused": len(chunks) - embedded})
 
-    def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk]) -> int:
+    def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk],
+                      tokens: list[list[str]] | None = None) -> int:
         """Embed (reusing cached vectors) and upsert; returns how many chunks the model embedded."""
         started = time.perf_counter()
         vectors, computed = self.ctx.embedding.embed(identity_of(index), [c.text for c in chunks], [c.content_hash for c in chunks])
@@ -171,11 +174,13 @@ class IngestionService:
         params = self._bm25_params(index, [c.token_count for c in chunks])
         metadata = version.doc_metadata or {}
         self._ensure_metadata_indexes(index, metadata)
+        if tokens is None or len(tokens) != len(chunks):
+            tokens = [tokenize(c.text) for c in chunks]
         points = [
             VectorPoint(
                 id=c.id,
                 dense=vec.tolist(),
-                sparse=document_vector(tokenize(c.text), params),
+                sparse=document_vector(chunk_tokens, params),
                 payload={
                     "index_id": index.id,
                     "document_id": document.id,
@@ -186,7 +191,7 @@ class IngestionService:
                     "meta": metadata,
                 },
             )
-            for c, vec in zip(chunks, vectors)
+            for c, vec, chunk_tokens in zip(chunks, vectors, tokens)
         ]
         for start in range(0, len(points), 256):
             self.ctx.vectors.upsert(index.collection, points[start : start + 256])

@@ -279,11 +279,28 @@ class CachedEmbedding:
         return out, len(missing)
 
     def _store(self, identity: EncoderIdentity, vectors: dict[str, np.ndarray]) -> None:
+        rows = [{"model": identity.model, "backend": identity.backend, "precision": identity.precision,
+                 "content_hash": h, "vector": vec.astype(np.float32).tobytes()} for h, vec in vectors.items()]
         try:
             with self.db.session() as s:
-                for h, vec in vectors.items():
-                    s.merge(EmbeddingCache(model=identity.model, backend=identity.backend, precision=identity.precision,
-                                           content_hash=h, vector=vec.astype(np.float32).tobytes()))
+                statement = _insert_ignoring_duplicates(s.get_bind().dialect.name)
+                if statement is not None:
+                    # One multi-row INSERT: a concurrent upload that cached the same text first
+                    # wrote the same vector, so a duplicate key is skipped, not an error.
+                    s.execute(statement, rows)
+                else:
+                    for row in rows:
+                        s.merge(EmbeddingCache(**row))
                 s.commit()
         except IntegrityError:
-            pass  # a concurrent upload cached the same text first: same vector, nothing lost
+            pass  # (merge path) a concurrent upload cached the same text first: same vector, nothing lost
+
+
+def _insert_ignoring_duplicates(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        return None
+    return insert(EmbeddingCache.__table__).on_conflict_do_nothing()
