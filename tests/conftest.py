@@ -120,6 +120,9 @@ def app_factory(settings_factory, embedders):
         client = TestClient(create_app(settings, ctx=ctx))
         client.__enter__()
         clients.append(client)
+        # The startup warm-up (encoder, parser pool, one search) runs in a thread; tests that
+        # count model calls or watch the parser pool start after it, as a client after /v1/ready would.
+        client.app.state.readiness.wait(120)
         return client, ctx
 
     yield make

@@ -16,6 +16,7 @@ from typing import Any
 from rag_service.context import ServiceContext
 
 log = logging.getLogger(__name__)
+WARM_INDEXES = 20  # a deployment with more loads the rest on first use
 
 
 class Readiness:
@@ -24,6 +25,7 @@ class Readiness:
         self.started_at = time.time()
         self.ready_after_s: float | None = None
         self.error: str | None = None
+        self.encoder: dict[str, str] | None = None
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -36,14 +38,18 @@ class Readiness:
 
     def _warm_up(self) -> None:
         try:
-            model = self.ctx.settings.default_embedding_model
-            embedder = self.ctx.embedders.get(model)
+            settings = self.ctx.settings
+            identity = self.ctx.embedders.load_default(settings.default_embedding_model, settings.embedding_backend,
+                                                       settings.embedding_precision)
+            self.encoder = identity.as_dict()
+            embedder = self.ctx.embedders.get(identity)
             # One query-sized and one batch-sized call: the first call of a shape pays for
             # kernel selection and allocation, which would otherwise land on the first search.
             embedder.encode(["warm up the query path"])
             embedder.encode([f"warm-up passage number {n} about nothing in particular" for n in range(8)])
             if self.ctx.parser is not None:
                 self.ctx.parser.start()
+            self._warm_search()
             self.ready_after_s = round(time.time() - self.started_at, 3)
             log.info("ready after %.1f s", self.ready_after_s, extra={"ready_after_s": self.ready_after_s})
         except Exception as exc:  # reported by /v1/ready; the service keeps answering health
@@ -51,6 +57,25 @@ class Readiness:
             log.error("warm-up failed: %s", self.error)
         finally:
             self._done.set()
+
+    def _warm_search(self) -> None:
+        """One real hybrid retrieval over the most recently used indexes: opens their shards,
+        loads their encoders (an index keeps the one it was built with), fills the SQL pool."""
+        from sqlmodel import select
+
+        from rag_service.models import Index
+        from rag_service.services.search import SearchParams, SearchService
+
+        with self.ctx.db.session() as s:
+            indexes = list(s.exec(select(Index).order_by(Index.updated_at.desc()).limit(WARM_INDEXES)).all())
+        if not indexes:
+            return
+        try:
+            SearchService(self.ctx).retrieve(indexes, SearchParams(query="warm up the search path", top_k=10,
+                                                                   mode="hybrid", explain=False,
+                                                                   record_evidence=False))
+        except Exception as exc:  # noqa: BLE001 - a broken index shows in its own searches, not here
+            log.warning("warm-up search failed: %s", f"{type(exc).__name__}: {exc}"[:300])
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         """(ready, body): the warm-up finished and the database and vector store answer now."""
@@ -60,7 +85,7 @@ class Readiness:
         elif self.error:
             components["encoder"] = {"ok": False, "state": "failed", "error": self.error}
         else:
-            components["encoder"] = {"ok": True, "state": "loaded", "model": self.ctx.settings.default_embedding_model}
+            components["encoder"] = {"ok": True, "state": "loaded", **(self.encoder or {})}
         for name, ping in (("database", self.ctx.db.ping), ("vector_store", self.ctx.vectors.ping)):
             try:
                 ping()

@@ -28,6 +28,7 @@ REQUIRED_ROLE = {
     ("PATCH", "/v1/indexes/{index_id}"): "editor",
     ("DELETE", "/v1/indexes/{index_id}"): "editor",
     ("POST", "/v1/indexes/{index_id}/documents"): "editor",
+    ("POST", "/v1/indexes/{index_id}/documents/batch"): "editor",
     ("GET", "/v1/indexes/{index_id}/documents"): "reader",
     ("GET", "/v1/indexes/{index_id}/documents/by-name/{name}/versions"): "reader",
     ("GET", "/v1/indexes/{index_id}/documents/by-name/{name}"): "reader",
@@ -46,6 +47,8 @@ REQUIRED_ROLE = {
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{key_id}"): "admin",
     ("GET", "/v1/rag/status"): "public",
+    ("GET", "/v1/health"): "public",
+    ("GET", "/v1/ready"): "public",
     ("GET", "/v1/rag/jobs"): "reader",
     ("POST", "/v1/rag/jobs"): "editor",
     ("GET", "/v1/rag/jobs/{job_id}"): "reader",
@@ -94,7 +97,7 @@ class World:
             kwargs["json"] = {"name": f"made-{next(self.counter)}"}
         elif (method, path) == ("PATCH", "/v1/indexes/{index_id}"):
             kwargs["json"] = {"description": "patched"}
-        elif path.endswith("/documents") and method == "POST":
+        elif path.endswith(("/documents", "/documents/batch")) and method == "POST":
             kwargs.update(files={"file": ("new.txt", f"fresh text {next(self.counter)}".encode())})
         elif path.endswith("/search"):
             kwargs["json"] = {"query": SECRET}
