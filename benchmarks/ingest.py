@@ -1,0 +1,305 @@
+"""`python -m benchmarks ingest`: ingestion through the API against the encoder's ceiling,
+encoder variants, parse speed per format, time to ready and the first search after it.
+
+Method (all figures from one run on one machine; the CPU model and flags are recorded)
+-----------------------------------------------------------------------------------
+1. Parse speed: `prepare_upload` (parse, chunk, BM25 tokens: what a parser worker runs)
+   on one generated document of --parse-mb per text-like format, in this process.
+2. Encoder ceilings: every encoder variant (torch fp32/bf16, ONNX fp32/int8) encodes the
+   same sample of chunk texts, in service-sized batches, interleaved round by round
+   (benchmarks/encoders.py); the variant `auto` picks on this machine is recorded with
+   its speed-up over torch fp32. Nothing else runs meanwhile (the server is stopped).
+3. API ingestion: `rag-service serve` (uvicorn, embedded SQLite + qdrant-edge, the
+   encoder `auto` chose) in a subprocess; unique synthesized chunks (SciFact
+   sentences recombined, so the embedding cache cannot help), --chunks-per-doc per
+   document; once through `POST /v1/indexes/{id}/documents` from --clients clients,
+   once through `POST .../documents/batch` (--batch-files files a request, --batch-clients
+   requests in flight). Chunks per second over the wall time of each phase, divided by
+   the ceiling of the variant the server used, measured on the same chunk texts:
+   `api_ingest_over_ceiling` (the better route is the headline; both are reported).
+4. Ready: the server is restarted on the same data directory; time from process start
+   to `GET /v1/ready` = 200, then the first search's latency next to the median of the
+   20 that follow it (same query mix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import secrets
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import load_beir, log
+from benchmarks.latency import ChunkSynthesizer, ServerProcess, free_port
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("ingest", help="API ingestion vs the encode ceiling, encoder variants, parse MB/s, "
+                       "time to ready", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, type=Path, help="BEIR folder whose corpus sentences make the chunks")
+    p.add_argument("--docs", type=int, default=150, help="documents per upload route")
+    p.add_argument("--chunks-per-doc", type=int, default=20)
+    p.add_argument("--chunk-chars", type=int, default=300, help="index chunk_max_characters")
+    p.add_argument("--clients", type=int, default=8, help="single-upload clients")
+    p.add_argument("--batch-files", type=int, default=16, help="files per batch request")
+    p.add_argument("--batch-clients", type=int, default=2, help="batch requests in flight")
+    p.add_argument("--ceiling-sample", type=int, default=640, help="chunk texts encoded per variant and round")
+    p.add_argument("--variants", default=None, help="comma-separated encoder variants (default: all)")
+    p.add_argument("--encoder", default="auto", help="the server's variant, e.g. onnx-int8 (default: auto decides)")
+    p.add_argument("--parse-mb", type=float, default=10.0, help="size of each generated document for parse speed")
+    p.add_argument("--skip-parse", action="store_true")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--seed", type=int, default=7)
+    return p
+
+
+def cpu_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        flags = set(fields.get("flags", "").split())
+        info["model"] = fields.get("model name")
+        info["flags_of_note"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
+    except OSError:
+        pass
+    return info
+
+
+class Client:
+    """A small HTTP driver for one server (bounded timeouts; raises on unexpected status)."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=600)
+
+    def expect(self, response, *ok: int) -> dict[str, Any]:
+        if response.status_code not in ok:
+            raise RuntimeError(f"{response.request.method} {response.request.url.path} -> "
+                               f"{response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _parallel(count: int, target) -> None:
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def ingest_single(server: ServerProcess, index_id: str, documents: list[tuple[str, list[str]]], clients: int) -> dict:
+    queue = iter(documents)
+    lock = threading.Lock()
+    stats = {"documents": 0, "chunks": 0, "failed": 0}
+
+    def work() -> None:
+        client = Client(server)
+        try:
+            while True:
+                with lock:
+                    item = next(queue, None)
+                if item is None:
+                    return
+                name, paragraphs = item
+                r = client.http.post(f"/v1/indexes/{index_id}/documents", data={"name": name},
+                                     files={"file": (f"{name}.txt", "\n\n".join(paragraphs).encode(), "text/plain")})
+                with lock:
+                    if r.status_code == 201:
+                        stats["documents"] += 1
+                        stats["chunks"] += r.json()["chunks_embedded"]
+                    else:
+                        stats["failed"] += 1
+        finally:
+            client.close()
+
+    started = time.perf_counter()
+    _parallel(clients, work)
+    stats["seconds"] = round(time.perf_counter() - started, 2)
+    stats["chunks_per_s"] = round(stats["chunks"] / stats["seconds"], 2)
+    return stats
+
+
+def ingest_batch(server: ServerProcess, index_id: str, documents: list[tuple[str, list[str]]], files_per_request: int,
+                 clients: int) -> dict:
+    batches = iter([documents[i:i + files_per_request] for i in range(0, len(documents), files_per_request)])
+    lock = threading.Lock()
+    stats = {"documents": 0, "chunks": 0, "failed": 0, "requests": 0}
+
+    def work() -> None:
+        client = Client(server)
+        try:
+            while True:
+                with lock:
+                    batch = next(batches, None)
+                if batch is None:
+                    return
+                files = [("file", (f"{name}.txt", "\n\n".join(paras).encode(), "text/plain")) for name, paras in batch]
+                r = client.http.post(f"/v1/indexes/{index_id}/documents/batch", files=files)
+                items = r.json().get("items", []) if r.status_code in (201, 207) else []
+                with lock:
+                    stats["requests"] += 1
+                    stats["documents"] += sum(i["status_code"] == 201 for i in items)
+                    stats["chunks"] += sum(i.get("chunks_embedded", 0) for i in items if i["status_code"] == 201)
+                    stats["failed"] += len(batch) - sum(i["status_code"] == 201 for i in items)
+        finally:
+            client.close()
+
+    started = time.perf_counter()
+    _parallel(clients, work)
+    stats["seconds"] = round(time.perf_counter() - started, 2)
+    stats["chunks_per_s"] = round(stats["chunks"] / stats["seconds"], 2)
+    return stats
+
+
+def ready_and_first_search(server: ServerProcess, spawned_at: float, index_id: str, queries: list[str]) -> dict:
+    import httpx
+
+    while True:
+        try:
+            if httpx.get(f"{server.base_url}/v1/ready", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() - spawned_at > 600:
+            raise RuntimeError("the server was not ready within 600 s")
+        time.sleep(0.05)
+    ready_s = time.monotonic() - spawned_at
+    client = Client(server)
+    try:
+        times = []
+        for q in queries[:21]:
+            started = time.perf_counter()
+            client.expect(client.http.post(f"/v1/indexes/{index_id}/search", json={"query": q, "top_k": 10,
+                                                                                     "mode": "hybrid"}), 200)
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        client.close()
+    later = statistics.median(times[1:])
+    return {"time_to_ready_s": round(ready_s, 2), "first_search_ms": round(times[0], 1),
+            "later_search_p50_ms": round(later, 1), "first_over_later": round(times[0] / later, 2)}
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    ds = load_beir(args.dataset)
+    queries = [q for q in ds.queries.values()]
+    synth = ChunkSynthesizer(ds, args.chunk_chars, args.seed)
+    single_docs = synth.documents(args.docs, args.chunks_per_doc)
+    batch_docs = synth.documents(args.docs, args.chunks_per_doc)
+    texts = [p for _, paras in single_docs + batch_docs for p in paras]
+    sample = random.Random(args.seed).sample(texts, min(args.ceiling_sample, len(texts)))
+    data_dir = Path(tempfile.mkdtemp(prefix="rag-ingest-"))
+    results: dict[str, Any] = {"benchmark": "ingest", "dataset": ds.name, "machine": cpu_info(),
+                               "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                                            if not k.startswith("_")}}
+
+    if not args.skip_parse:
+        from benchmarks.parse_speed import parse_mb_per_s
+
+        log(f"parse speed on {args.parse_mb:g} MB documents")
+        results["parse_mb_per_s"] = parse_mb_per_s(args.parse_mb)
+
+    from benchmarks.encoders import encoder_registry, measure_variants
+
+    log(f"encoder ceilings on {len(sample)} chunk texts")
+    # The same cache directory the server uses: its ONNX builds and auto decision are reused.
+    encoders = measure_variants(sample, encoder_registry(data_dir / "encoders"),
+                                variants=args.variants.split(",") if args.variants else None, queries=queries[:50],
+                                auto=args.encoder == "auto")
+    results["encoders"] = encoders
+    results["encode_ceiling_docs_per_s"] = {v: r["docs_per_s"] for v, r in encoders["variants"].items()}
+    # With --encoder pinned, `auto` is not decided here: the pinned variant stands in its place.
+    auto = encoders["auto"]["variant"] if "auto" in encoders else args.encoder
+    results["auto_variant"] = auto
+    results["speedup_over_torch_fp32"] = encoders.get("speedup_over_torch_fp32", {}).get(auto)
+
+    if args.encoder != "auto":  # the server subprocess inherits this environment
+        backend, precision = args.encoder.split("-", 1)
+        os.environ["RAG_EMBEDDING_BACKEND"], os.environ["RAG_EMBEDDING_PRECISION"] = backend, precision
+    api_key = f"rag_bench_{secrets.token_hex(8)}"
+    port = free_port()
+    with ServerProcess(data_dir, api_key, port) as server:
+        client = Client(server)
+        try:
+            single = client.expect(client.http.post("/v1/indexes", json={"name": "single", "chunk_max_characters":
+                                                                         args.chunk_chars}), 201)
+            batch = client.expect(client.http.post("/v1/indexes", json={"name": "batch", "chunk_max_characters":
+                                                                        args.chunk_chars}), 201)
+            warm = synth.documents(2, args.chunks_per_doc)  # untimed: first-use costs of each route
+            ingest_single(server, single["id"], warm[:1], 1)
+            ingest_batch(server, batch["id"], warm[1:], 1, 1)
+            served = client.expect(client.http.get(f"/v1/indexes/{single['id']}"), 200)
+        finally:
+            client.close()
+        encoder = served["encoder"]
+        variant = f"{encoder['backend']}-{encoder['precision']}"
+        log(f"server encoder {variant}; {len(single_docs)} documents through the single route, {args.clients} clients")
+        results["api_single"] = ingest_single(server, single["id"], single_docs, args.clients)
+        log(f"{len(batch_docs)} documents through the batch route")
+        results["api_batch"] = ingest_batch(server, batch["id"], batch_docs, args.batch_files, args.batch_clients)
+    ceiling = results["encode_ceiling_docs_per_s"].get(variant)
+    results["server_variant"] = variant
+    if ceiling:
+        results["api_single"]["over_ceiling"] = round(results["api_single"]["chunks_per_s"] / ceiling, 3)
+        results["api_batch"]["over_ceiling"] = round(results["api_batch"]["chunks_per_s"] / ceiling, 3)
+        results["api_ingest_over_ceiling"] = max(results["api_single"]["over_ceiling"],
+                                                 results["api_batch"]["over_ceiling"])
+
+    log("restart: time to ready, first search")
+    server = ServerProcess(data_dir, api_key, port)
+    spawned = time.monotonic()
+    with server:
+        results["ready"] = ready_and_first_search(server, spawned, single["id"], queries)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2))
+        (args.out / "results.md").write_text(markdown(results))
+        log(f"wrote {args.out}/results.json and results.md")
+    print(markdown(results))
+    return 0
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"# Ingestion ({r['dataset']}, {r['date']})", "",
+             f"CPU: {m.get('model')} ({m.get('cpus')} cores; {', '.join(m.get('flags_of_note', []))})", "",
+             "| encoder variant | docs/s | x torch fp32 | one query ms |", "|---|---|---|---|"]
+    speedups = r["encoders"].get("speedup_over_torch_fp32", {})
+    for v, e in r["encoders"]["variants"].items():
+        mark = " (auto)" if v == r["auto_variant"] else ""
+        lines.append(f"| {v}{mark} | {e['docs_per_s']} | {speedups.get(v, '')} | {e.get('query_ms', '')} |")
+    for v, why in r["encoders"].get("failed", {}).items():
+        lines.append(f"| {v} | not run here: {why[:80]} | | |")
+    chosen = "`auto` chose" if r["settings"]["encoder"] == "auto" else "pinned (--encoder):"
+    lines += ["", f"{chosen} **{r['auto_variant']}**: {r['speedup_over_torch_fp32']}x torch fp32.", "",
+              "| route | chunks/s | over ceiling |", "|---|---|---|"]
+    for key, label in (("api_single", f"single uploads, {r['settings']['clients']} clients"),
+                       ("api_batch", f"batch route, {r['settings']['batch_files']} files/request")):
+        a = r.get(key, {})
+        lines.append(f"| {label} | {a.get('chunks_per_s')} | {a.get('over_ceiling')} |")
+    lines += ["", f"Ceiling: {r['server_variant']} at {r['encode_ceiling_docs_per_s'].get(r['server_variant'])} "
+              f"chunks/s on the same chunk texts; api_ingest_over_ceiling **{r.get('api_ingest_over_ceiling')}**."]
+    if "parse_mb_per_s" in r:
+        lines += ["", "| format | parse MB/s |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in r["parse_mb_per_s"].items()]
+    if "ready" in r:
+        rd = r["ready"]
+        lines += ["", f"Restart to ready: {rd['time_to_ready_s']} s; first search {rd['first_search_ms']} ms, "
+                  f"later p50 {rd['later_search_p50_ms']} ms (x{rd['first_over_later']})."]
+    return "\n".join(lines) + "\n"
