@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 
 from rag_service.stores.vector import StoreUnavailable
 from tests.conftest import Api, new_key
@@ -21,6 +21,13 @@ class DatabaseOutage:
         self.engine = ctx.db.engine
         self.down = False
         event.listen(self.engine, "do_connect", self._connect)
+        # A connection checked out by a background thread (job runners, warm-up) while the pool is
+        # disposed comes back afterwards: a dead server kills those too, so refuse them on checkout.
+        event.listen(self.engine.pool, "checkout", self._checkout)
+
+    def _checkout(self, dbapi_conn, conn_rec, conn_proxy):
+        if self.down:
+            raise exc.DisconnectionError("server closed the connection (simulated)")
 
     def _connect(self, dialect, conn_rec, cargs, cparams):
         if self.down:
