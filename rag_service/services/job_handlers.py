@@ -12,6 +12,8 @@ from sqlmodel import select
 
 from rag_service.errors import ServiceError
 from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, UploadBlob, utcnow
+from rag_service.services.access import AccessService, Boundary
+from rag_service.services.boundaries import DEFAULT_BOUNDARY
 from rag_service.services.common import Principal
 from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_isolated
 from rag_service.services.jobs import JobHandle, PermanentJobError
@@ -201,8 +203,14 @@ def run_purge(handle: JobHandle) -> dict[str, Any]:
     cutoff = utcnow() - timedelta(seconds=older)
     principal = _principal(handle)
     service = DocumentService(ctx)
+    # A purge over the whole project touches only the indexes its boundary may read (one that
+    # names an index was refused at submission if the boundary may not read it).
+    allowed, excluded = AccessService(ctx).partition(principal, "write", Boundary(job.data_boundary or DEFAULT_BOUNDARY,
+                                                                                  job.account_id))
+    allowed_ids = [i.id for i in allowed]
     with ctx.db.session() as s:
-        q = select(Document).where(Document.project_id == job.project_id, Document.deleted_at.is_not(None))
+        q = select(Document).where(Document.project_id == job.project_id, Document.deleted_at.is_not(None),
+                                   Document.index_id.in_(allowed_ids))
         if job.index_id:
             q = q.where(Document.index_id == job.index_id)
         deleted = list(s.exec(q.where(Document.deleted_at <= cutoff)).all())
@@ -213,7 +221,8 @@ def run_purge(handle: JobHandle) -> dict[str, Any]:
     dropped = []
     if retain:
         with ctx.db.session() as s:
-            q = select(Document, Index).join(Index, Index.id == Document.index_id).where(Document.project_id == job.project_id)
+            q = select(Document, Index).join(Index, Index.id == Document.index_id).where(
+                Document.project_id == job.project_id, Document.index_id.in_(allowed_ids))
             if job.index_id:
                 q = q.where(Document.index_id == job.index_id)
             docs = list(s.exec(q).all())
@@ -233,7 +242,7 @@ def run_purge(handle: JobHandle) -> dict[str, Any]:
                 dropped.append({"document_id": doc.id, "version": v.version})
     handle.progress(100)
     return {"purged_documents": purged, "archived_versions": dropped,
-            "older_than_seconds": older, "retain_versions": retain}
+            "older_than_seconds": older, "retain_versions": retain, "indexes_excluded": excluded}
 
 
 def run_reindex(handle: JobHandle) -> dict[str, Any]:

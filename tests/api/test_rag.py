@@ -285,6 +285,24 @@ def test_purge_hard_deletes_old_soft_deletes_and_drops_old_versions(app_factory)
     assert [v["status"] for v in versions] == ["archived", "archived", "ready", "ready"]
 
 
+def test_project_wide_purge_touches_only_indexes_its_boundary_may_read(app_factory):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    public, private = api.create_index("open", privacy_tier="public"), api.create_index("vault", privacy_tier="private")
+    docs = {}
+    for index in (public, private):
+        docs[index["name"]] = api.upload(index["id"], "old.txt", b"soft deleted long ago").json()
+        api.delete(f"/v1/documents/{docs[index['name']]['id']}")
+    r = api.post("/v1/rag/jobs", json={"job_class": "purge", "data_boundary": "global_public_only",
+                                       "params": {"older_than_seconds": 0}})
+    job = wait_job(api, r.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert [d["document_id"] for d in job["result"]["purged_documents"]] == [docs["open"]["id"]]
+    assert job["result"]["indexes_excluded"] == [{"index_id": private["id"], "privacy_tier": "private"}]
+    # The private index's soft-deleted document is still there to restore.
+    assert api.post(f"/v1/documents/{docs['vault']['id']}/restore").status_code == 200
+
+
 def test_cancel_queued_job(app_factory):
     client, ctx = app_factory(job_runner="off")
     api = Api(client, new_key(ctx))
