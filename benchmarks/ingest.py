@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import statistics
 import tempfile
 import threading
@@ -263,8 +264,11 @@ def run(args: argparse.Namespace) -> int:
     log("restart: time to ready, first search")
     server = ServerProcess(data_dir, api_key, port)
     spawned = time.monotonic()
-    with server:
-        results["ready"] = ready_and_first_search(server, spawned, single["id"], queries)
+    try:
+        with server:
+            results["ready"] = ready_and_first_search(server, spawned, single["id"], queries)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)  # the throwaway data directory (ONNX builds included)
     results["seconds"] = round(time.perf_counter() - started, 1)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
