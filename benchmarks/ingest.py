@@ -94,76 +94,59 @@ class Client:
         self.http.close()
 
 
-def _parallel(count: int, target) -> None:
-    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+def _drain(server: ServerProcess, requests: list, clients: int, send) -> dict:
+    """`clients` threads, each with its own HTTP client, pull requests off one queue and call
+    send(client, request) -> (documents, chunks embedded, failed); totals and chunks/s over the wall time."""
+    queue, lock = iter(requests), threading.Lock()
+    stats = {"documents": 0, "chunks": 0, "failed": 0, "requests": len(requests)}
+
+    def work() -> None:
+        client = Client(server)
+        try:
+            while True:
+                with lock:
+                    request = next(queue, None)
+                if request is None:
+                    return
+                counts = send(client, request)
+                with lock:
+                    for key, n in zip(("documents", "chunks", "failed"), counts):
+                        stats[key] += n
+        finally:
+            client.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-
-
-def ingest_single(server: ServerProcess, index_id: str, documents: list[tuple[str, list[str]]], clients: int) -> dict:
-    queue = iter(documents)
-    lock = threading.Lock()
-    stats = {"documents": 0, "chunks": 0, "failed": 0}
-
-    def work() -> None:
-        client = Client(server)
-        try:
-            while True:
-                with lock:
-                    item = next(queue, None)
-                if item is None:
-                    return
-                name, paragraphs = item
-                r = client.http.post(f"/v1/indexes/{index_id}/documents", data={"name": name},
-                                     files={"file": (f"{name}.txt", "\n\n".join(paragraphs).encode(), "text/plain")})
-                with lock:
-                    if r.status_code == 201:
-                        stats["documents"] += 1
-                        stats["chunks"] += r.json()["chunks_embedded"]
-                    else:
-                        stats["failed"] += 1
-        finally:
-            client.close()
-
-    started = time.perf_counter()
-    _parallel(clients, work)
     stats["seconds"] = round(time.perf_counter() - started, 2)
     stats["chunks_per_s"] = round(stats["chunks"] / stats["seconds"], 2)
     return stats
+
+
+def _part(name: str, paragraphs: list[str]) -> tuple[str, bytes, str]:
+    return f"{name}.txt", "\n\n".join(paragraphs).encode(), "text/plain"  # blank lines: one paragraph each
+
+
+def ingest_single(server: ServerProcess, index_id: str, documents: list[tuple[str, list[str]]], clients: int) -> dict:
+    def send(client: Client, doc: tuple[str, list[str]]) -> tuple[int, int, int]:
+        r = client.http.post(f"/v1/indexes/{index_id}/documents", data={"name": doc[0]}, files={"file": _part(*doc)})
+        return (1, r.json()["chunks_embedded"], 0) if r.status_code == 201 else (0, 0, 1)
+
+    return _drain(server, documents, clients, send)
 
 
 def ingest_batch(server: ServerProcess, index_id: str, documents: list[tuple[str, list[str]]], files_per_request: int,
                  clients: int) -> dict:
-    batches = iter([documents[i:i + files_per_request] for i in range(0, len(documents), files_per_request)])
-    lock = threading.Lock()
-    stats = {"documents": 0, "chunks": 0, "failed": 0, "requests": 0}
+    def send(client: Client, batch: list[tuple[str, list[str]]]) -> tuple[int, int, int]:
+        r = client.http.post(f"/v1/indexes/{index_id}/documents/batch", files=[("file", _part(*d)) for d in batch])
+        ok = [i for i in r.json().get("items", []) if i["status_code"] == 201] if r.status_code in (201, 207) else []
+        return len(ok), sum(i["chunks_embedded"] for i in ok), len(batch) - len(ok)
 
-    def work() -> None:
-        client = Client(server)
-        try:
-            while True:
-                with lock:
-                    batch = next(batches, None)
-                if batch is None:
-                    return
-                files = [("file", (f"{name}.txt", "\n\n".join(paras).encode(), "text/plain")) for name, paras in batch]
-                r = client.http.post(f"/v1/indexes/{index_id}/documents/batch", files=files)
-                items = r.json().get("items", []) if r.status_code in (201, 207) else []
-                with lock:
-                    stats["requests"] += 1
-                    stats["documents"] += sum(i["status_code"] == 201 for i in items)
-                    stats["chunks"] += sum(i.get("chunks_embedded", 0) for i in items if i["status_code"] == 201)
-                    stats["failed"] += len(batch) - sum(i["status_code"] == 201 for i in items)
-        finally:
-            client.close()
-
-    started = time.perf_counter()
-    _parallel(clients, work)
-    stats["seconds"] = round(time.perf_counter() - started, 2)
-    stats["chunks_per_s"] = round(stats["chunks"] / stats["seconds"], 2)
-    return stats
+    batches = [documents[i:i + files_per_request] for i in range(0, len(documents), files_per_request)]
+    return _drain(server, batches, clients, send)
 
 
 def ready_and_first_search(server: ServerProcess, spawned_at: float, index_id: str, queries: list[str]) -> dict:
