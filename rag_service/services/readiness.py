@@ -42,11 +42,11 @@ class Readiness:
             identity = self.ctx.embedders.load_default(settings.default_embedding_model, settings.embedding_backend,
                                                        settings.embedding_precision)
             self.encoder = identity.as_dict()
-            embedder = self.ctx.embedders.get(identity)
-            # One query-sized and one batch-sized call: the first call of a shape pays for
-            # kernel selection and allocation, which would otherwise land on the first search.
-            embedder.encode(["warm up the query path"])
-            embedder.encode([f"warm-up passage number {n} about nothing in particular" for n in range(8)])
+            # One query-sized and one batch-sized call, through the encoder's own model thread
+            # (the one searches and uploads use): first calls pay for thread pools and allocation.
+            encoder = self.ctx.embedders.encoder(identity)
+            encoder.encode(["warm up the query path"])
+            encoder.encode([f"warm-up passage number {n} about nothing in particular" for n in range(8)])
             if self.ctx.parser is not None:
                 self.ctx.parser.start()
             self._warm_search()

@@ -9,6 +9,7 @@ reverse. How `auto` picks an encoder is in rag_service/stores/encoder_choice.py.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import threading
 from pathlib import Path
 from typing import Callable, Protocol
@@ -38,10 +39,16 @@ class _GroupEncoder:
     up behind it. Alone, a call runs at once (no waiting for company); under
     concurrent uploads, batches grow by themselves, which is where the model's
     throughput is (one call per document wastes most of it on tiny batches).
+
+    The model itself always runs on one thread of its own: torch's OpenMP pool belongs
+    to the thread that calls it, so a model called from whichever request thread is
+    leader pays for a new pool on each new thread's first call; one thread, warmed at
+    startup, pays once.
     """
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
+        self._model_thread = cf.ThreadPoolExecutor(1, thread_name_prefix="encoder")
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
         self._busy = False
@@ -59,7 +66,7 @@ class _GroupEncoder:
             batch, self._queue = self._queue, []
         try:
             flat = [t for r in batch for t in r.texts]
-            vectors, error = self.embedder.encode(flat), None
+            vectors, error = self._model_thread.submit(self.embedder.encode, flat).result(), None
         except Exception as exc:  # every caller in the batch gets the failure
             vectors, error = None, exc
         with self._cond:
