@@ -77,3 +77,8 @@ class DataBoundaryViolation(ServiceError):
 
 class RetrievalUnavailable(ServiceError):
     code = "retrieval_unavailable"
+
+
+class PermanentJobError(Exception):
+    """A job that cannot succeed by retrying (bad input): the runner fails it at once.
+    Not a ServiceError: it ends a job, it is never an HTTP answer."""

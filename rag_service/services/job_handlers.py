@@ -16,6 +16,7 @@ from rag_service.services.access import AccessService, Boundary
 from rag_service.services.boundaries import DEFAULT_BOUNDARY
 from rag_service.services.common import Principal
 from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_isolated
+from rag_service.services.job_params import parse_eval_set
 from rag_service.services.jobs import JobHandle, PermanentJobError
 from rag_service.stores.vector import Filter, Match
 
@@ -66,37 +67,12 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
 
 
 # -- eval ------------------------------------------------------------------------
-def _parse_eval_set(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    import json
-
-    queries = params.get("queries")
-    qrels = params.get("qrels")
-    if queries is None and params.get("queries_jsonl"):
-        queries = [json.loads(line) for line in params["queries_jsonl"].splitlines() if line.strip()]
-    if qrels is None and params.get("qrels_tsv"):
-        qrels = {}
-        for line in params["qrels_tsv"].splitlines():
-            parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) < 3 or parts[0] == "query-id":
-                continue
-            qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
-    if isinstance(queries, list):
-        queries = {str(q["_id"]): q["text"] for q in queries}
-    if not isinstance(queries, dict) or not isinstance(qrels, dict) or not queries or not qrels:
-        raise PermanentJobError("eval needs params.queries ({id: text} or [{_id, text}]) or queries_jsonl, "
-                                "and params.qrels ({query_id: {document_name: relevance}}) or qrels_tsv")
-    queries = {str(k): str(v) for k, v in queries.items() if str(k) in qrels}
-    if not queries:
-        raise PermanentJobError("no query has relevance judgements in qrels")
-    return queries, {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in qrels.items()}
-
-
 def run_eval(handle: JobHandle) -> dict[str, Any]:
     from rag_service.services.reindex import evaluate_indexes
 
     ctx = handle.runner.ctx
     job = handle.job
-    queries, qrels = _parse_eval_set(job.params)
+    queries, qrels = parse_eval_set(job.params)
     modes = job.params.get("modes") or ["dense", "lexical", "hybrid"]
     with ctx.db.session() as s:
         index = s.get(Index, job.index_id)

@@ -4,12 +4,13 @@ The handlers (job_handlers.py, reindex.py) read the same keys."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 
-from rag_service.errors import ValidationFailed
+from rag_service.errors import PermanentJobError, ValidationFailed
 
 Mode = Literal["hybrid", "dense", "lexical"]
 Seconds = Annotated[float, Field(ge=0, le=100 * 365 * 24 * 3600, allow_inf_nan=False)]
@@ -63,17 +64,40 @@ class ReindexParams(_Params):
     rollback: bool = False
 
 
+def parse_eval_set(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """(queries {id: text}, qrels {query_id: {document_name: relevance}}) from inline params or BEIR
+    text (queries_jsonl, qrels_tsv); PermanentJobError when there is nothing to judge."""
+
+    queries = params.get("queries")
+    qrels = params.get("qrels")
+    if queries is None and params.get("queries_jsonl"):
+        queries = [json.loads(line) for line in params["queries_jsonl"].splitlines() if line.strip()]
+    if qrels is None and params.get("qrels_tsv"):
+        qrels = {}
+        for line in params["qrels_tsv"].splitlines():
+            parts = line.split("\t") if "\t" in line else line.split()
+            if len(parts) < 3 or parts[0] == "query-id":
+                continue
+            qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
+    if isinstance(queries, list):
+        queries = {str(q["_id"]): q["text"] for q in queries}
+    if not isinstance(queries, dict) or not isinstance(qrels, dict) or not queries or not qrels:
+        raise PermanentJobError("eval needs params.queries ({id: text} or [{_id, text}]) or queries_jsonl, "
+                                "and params.qrels ({query_id: {document_name: relevance}}) or qrels_tsv")
+    queries = {str(k): str(v) for k, v in queries.items() if str(k) in qrels}
+    if not queries:
+        raise PermanentJobError("no query has relevance judgements in qrels")
+    return queries, {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in qrels.items()}
+
+
 PARAMS: dict[str, type[_Params]] = {"ingest": IngestParams, "eval": EvalParams, "reconcile": ReconcileParams,
                                      "purge": PurgeParams, "reindex": ReindexParams}
 
 
 def _eval_set(params: dict[str, Any], field: str) -> None:
-    """The eval set parses into at least one judged query (the handler's own parser)."""
-    from rag_service.services.job_handlers import _parse_eval_set
-    from rag_service.services.jobs import PermanentJobError
-
+    """The eval set parses into at least one judged query (the parser the handlers use)."""
     try:
-        _parse_eval_set(params)
+        parse_eval_set(params)
     except PermanentJobError as exc:
         raise ValidationFailed(str(exc), field=field) from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a bad queries_jsonl line or qrels_tsv score

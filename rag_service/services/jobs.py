@@ -21,10 +21,11 @@ from sqlalchemy import and_, func, or_, update
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
-from rag_service.errors import ServiceError, ValidationFailed
+from rag_service.errors import PermanentJobError, ServiceError, ValidationFailed
 from rag_service.models import Job, utcnow
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.boundaries import BOUNDARIES, POLICY
+from rag_service.services.job_params import validate_params
 from rag_service.services.common import PRIVACY_TIERS, Principal, audit, get_owned, page_of
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,6 @@ class JobCancelled(Exception):
     pass
 
 
-class PermanentJobError(Exception):
-    """The job cannot succeed by retrying (bad input): fail it at once."""
-
-
 def contract() -> dict[str, Any]:
     return {
         "job_classes": [{"job_class": name, **{k: v for k, v in spec.items() if k != "needs_index"}}
@@ -113,8 +110,6 @@ class JobService:
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise ValidationFailed("params must be a JSON object", field="params")
-        from rag_service.services.job_params import validate_params  # imports the handlers, which import this module
-
         validate_params(job_class, params)
         index_id, tier = body.get("index_id"), body.get("privacy_tier")
         if tier is not None and tier not in PRIVACY_TIERS:

@@ -26,6 +26,7 @@ from sqlmodel import select
 
 from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, Job, new_id, utcnow
 from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_text
+from rag_service.services.job_params import parse_eval_set
 from rag_service.services.jobs import JobHandle, PermanentJobError
 from rag_service.stores.embedder import identity_of
 
@@ -65,8 +66,6 @@ def evaluate_indexes(ctx, index: Index, queries: dict[str, str], qrels: dict[str
 
 
 def _eval_set(ctx, job: Job) -> tuple[dict, dict]:
-    from rag_service.services.job_handlers import _parse_eval_set
-
     params = job.params.get("eval")
     if not params:
         with ctx.db.session() as s:
@@ -75,7 +74,7 @@ def _eval_set(ctx, job: Job) -> tuple[dict, dict]:
         if source is None:
             raise PermanentJobError("reindex needs params.eval ({queries, qrels}) or an earlier eval job on this index")
         params = source.params
-    return _parse_eval_set(params)
+    return parse_eval_set(params)
 
 
 def _build_version(ctx, ingestion: IngestionService, shadow: Index, doc: Document, version: DocumentVersion) -> list[Chunk]:
