@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from benchmarks.common import ServiceHarness, log
 from benchmarks.parse_speed import heading, paragraph
+from benchmarks.report import write_results
 
 TARGET_FRACTION = 0.25
 Edit = Callable[[list[str], random.Random], list[str]]
@@ -224,10 +225,7 @@ def run(args: argparse.Namespace) -> int:
                "seconds": round(time.perf_counter() - started, 1)}
     log(f"summary: {summary}")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        (args.out / "results.md").write_text(_markdown(results), encoding="utf-8")
-        log(f"wrote {args.out / 'results.json'} and results.md")
+        write_results(args.out, results, _markdown(results))
     else:
         print(json.dumps(results, indent=2))
     return 0 if summary["target_met"] else 1

@@ -25,7 +25,6 @@ Method (all figures from one run on one machine; the CPU model and flags are rec
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -40,6 +39,7 @@ from typing import Any
 
 from benchmarks.common import load_beir, log
 from benchmarks.latency import ChunkSynthesizer, ServerProcess, free_port
+from benchmarks.report import write_results
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -254,10 +254,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(data_dir, ignore_errors=True)  # the throwaway data directory (ONNX builds included)
     results["seconds"] = round(time.perf_counter() - started, 1)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(results, indent=2))
-        (args.out / "results.md").write_text(markdown(results))
-        log(f"wrote {args.out}/results.json and results.md")
+        write_results(args.out, results, markdown(results))
     print(markdown(results))
     return 0
 

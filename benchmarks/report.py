@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import log
 from benchmarks.references import COMPARABLE
 
 
@@ -18,6 +19,14 @@ def write_json(out: Path, results: dict[str, Any]) -> Path:
     path = out / "results.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
+
+
+def write_results(out: Path, results: dict[str, Any], markdown: str) -> None:
+    """results.json and results.md of any command, under `out` (created if needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out, results)
+    (out / "results.md").write_text(markdown, encoding="utf-8")
+    log(f"wrote {out / 'results.json'} and {out / 'results.md'}")
 
 
 def write_markdown(out: Path, results: dict[str, Any]) -> Path:

@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BeirDataset, Progress, ServiceHarness, load_beir, log, parse_modes
+from benchmarks.report import write_results
 
 MODES = ("dense", "lexical", "hybrid")
 # Extra fields for every search body. Empty in real runs; the tests put
@@ -584,10 +585,7 @@ def run(args: argparse.Namespace) -> int:
     log(f"stale hits: {results['stale_hits_total']}; gaps: {results['gaps_total']}; write errors: "
         f"{writer.counts['errors']}; search errors: {len(search_errors)}; wall time {results['wall_time_s']:.0f}s")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        (args.out / "results.md").write_text(markdown(results), encoding="utf-8")
-        log(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+        write_results(args.out, results, markdown(results))
     else:
         print(json.dumps(results, indent=2))
     return 1 if results["stale_hits_total"] or writer.counts["errors"] or search_errors else 0
