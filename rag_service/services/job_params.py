@@ -59,6 +59,8 @@ class ReindexParams(_Params):
     # Latency gate: new p95 <= old p95 * max_latency_ratio + latency_slack_ms.
     max_latency_ratio: float = Field(1.5, ge=0, le=1000, allow_inf_nan=False)
     latency_slack_ms: float = Field(5.0, ge=0, le=60000, allow_inf_nan=False)
+    # Each eval query runs this many times on old and new, interleaved; its latency is the median.
+    latency_rounds: StrictInt = Field(3, ge=1, le=20)
     modes: list[Mode] | None = Field(None, min_length=1, max_length=3)
     eval: EvalSet | None = None
     rollback: bool = False

@@ -34,12 +34,33 @@ SETTINGS_FIELDS = ("collection", "embedding_model", "embedding_backend", "embedd
                    "chunk_max_characters", "chunk_overlap", "bm25_avg_len")
 
 
+def _timed_ranking(search, index: Index, text: str, mode: str, top_k: int) -> tuple[dict[str, float], float]:
+    from rag_service.services.search import SearchParams
+
+    started = time.perf_counter()
+    rows, _, _ = search.retrieve([index], SearchParams(query=text, top_k=top_k, mode=mode, result_type="document",
+                                                       explain=False, record_evidence=False))
+    ms = (time.perf_counter() - started) * 1000
+    # rank-based scores: ranx needs one score per document, ties broken by rank
+    return {r["document_name"]: float(top_k - rank) for rank, r in enumerate(rows)} or {"__none__": 0.0}, ms
+
+
+def _mode_metrics(run: dict[str, dict[str, float]], latencies: list[float], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
+    from ranx import Qrels, Run, evaluate
+
+    scores = evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@100", "mrr@10"])
+    return {k: round(float(v), 4) for k, v in scores.items()} | {
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2),
+        "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
+        "latency_ms_p99": round(float(np.percentile(latencies, 99)), 2),
+        "queries": len(run),
+    }
+
+
 def evaluate_indexes(ctx, index: Index, queries: dict[str, str], qrels: dict[str, dict[str, int]],
                      modes: list[str], top_k: int = 100, on_query=None) -> dict[str, Any]:
     """nDCG@10, Recall@100, MRR@10 (ranx) and latency percentiles per mode, on document results."""
-    from ranx import Qrels, Run, evaluate
-
-    from rag_service.services.search import SearchParams, SearchService
+    from rag_service.services.search import SearchService
 
     search = SearchService(ctx)
     metrics: dict[str, Any] = {}
@@ -47,22 +68,38 @@ def evaluate_indexes(ctx, index: Index, queries: dict[str, str], qrels: dict[str
         run: dict[str, dict[str, float]] = {}
         latencies = []
         for qid, text in queries.items():
-            started = time.perf_counter()
-            rows, _, _ = search.retrieve([index], SearchParams(query=text, top_k=top_k, mode=mode, result_type="document",
-                                                               explain=False, record_evidence=False))
-            latencies.append((time.perf_counter() - started) * 1000)
-            # rank-based scores: ranx needs one score per document, ties broken by rank
-            run[qid] = {r["document_name"]: float(top_k - rank) for rank, r in enumerate(rows)} or {"__none__": 0.0}
+            run[qid], ms = _timed_ranking(search, index, text, mode, top_k)
+            latencies.append(ms)
             if on_query:
                 on_query()
-        scores = evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@100", "mrr@10"])
-        metrics[mode] = {k: round(float(v), 4) for k, v in scores.items()} | {
-            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2),
-            "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
-            "latency_ms_p99": round(float(np.percentile(latencies, 99)), 2),
-            "queries": len(queries),
-        }
+        metrics[mode] = _mode_metrics(run, latencies, qrels)
     return metrics
+
+
+def evaluate_side_by_side(ctx, old: Index, new: Index, queries: dict[str, str], qrels: dict[str, dict[str, int]],
+                          modes: list[str], rounds: int = 3, top_k: int = 100) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both collections judged in one pass: each query runs on old then new, `rounds` times, and a
+    query's latency is its median over the rounds. Interleaving puts a noisy neighbour, a GC pause
+    or a cold cache on both sides alike, so the latency gate compares collections, not moments."""
+    from rag_service.services.search import SearchService
+
+    search = SearchService(ctx)
+    sides = {"old": old, "new": new}
+    metrics: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
+    for mode in modes:
+        runs: dict[str, dict] = {"old": {}, "new": {}}
+        timings: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
+        for round_no in range(max(1, rounds)):
+            for qid, text in queries.items():
+                for side, index in sides.items():
+                    ranking, ms = _timed_ranking(search, index, text, mode, top_k)
+                    if round_no == 0:
+                        runs[side][qid] = ranking
+                    timings[side].setdefault(qid, []).append(ms)
+        for side in sides:
+            medians = [float(np.median(t)) for t in timings[side].values()]
+            metrics[side][mode] = _mode_metrics(runs[side], medians, qrels) | {"latency_rounds": max(1, rounds)}
+    return metrics["old"], metrics["new"]
 
 
 def _eval_set(ctx, job: Job) -> tuple[dict, dict]:
@@ -269,9 +306,8 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
     # collection), and again after the evaluation, before it may serve.
     caught_up = catch_up(ctx, shadow, index.id, known, build_started)
     handle.progress(60)
-    old_metrics = evaluate_indexes(ctx, index, queries, qrels, modes)
-    handle.progress(75)
-    new_metrics = evaluate_indexes(ctx, shadow, queries, qrels, modes)
+    old_metrics, new_metrics = evaluate_side_by_side(ctx, index, shadow, queries, qrels, modes,
+                                                     int(params.get("latency_rounds", 3)))
     handle.progress(85)
     caught_up += catch_up(ctx, shadow, index.id, known, build_started)
     worse = {m: (old_metrics[m]["ndcg@10"], new_metrics[m]["ndcg@10"]) for m in modes
