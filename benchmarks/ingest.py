@@ -18,8 +18,9 @@ Method (all figures from one run on one machine; the CPU model and flags are rec
    the ceiling of the variant the server used, measured on the same chunk texts:
    `api_ingest_over_ceiling` (the better route is the headline; both are reported).
 4. Ready: the server is restarted on the same data directory; time from process start
-   to `GET /v1/ready` = 200, then the first search's latency next to the median of the
-   20 that follow it (same query mix).
+   to `GET /v1/ready` = 200, then the first search's latency next to the same query's
+   median when it is asked again five times after 20 other queries (`first_over_later`);
+   the 20 others' median is reported beside it.
 """
 
 from __future__ import annotations
@@ -165,16 +166,19 @@ def ready_and_first_search(server: ServerProcess, spawned_at: float, index_id: s
     client = Client(server)
     try:
         times = []
-        for q in queries[:21]:
+        # The first query again at the end: queries differ in cost (length, hits), so the first
+        # search is judged against the same query once the service has been used.
+        for q in queries[:21] + [queries[0]] * 5:
             started = time.perf_counter()
             client.expect(client.http.post(f"/v1/indexes/{index_id}/search", json={"query": q, "top_k": 10,
                                                                                      "mode": "hybrid"}), 200)
             times.append((time.perf_counter() - started) * 1000)
     finally:
         client.close()
-    later = statistics.median(times[1:])
+    later, same = statistics.median(times[1:21]), statistics.median(times[21:])
     return {"time_to_ready_s": round(ready_s, 2), "first_search_ms": round(times[0], 1),
-            "later_search_p50_ms": round(later, 1), "first_over_later": round(times[0] / later, 2)}
+            "later_search_p50_ms": round(later, 1), "same_query_later_ms": round(same, 1),
+            "first_over_later": round(times[0] / same, 2)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -285,5 +289,6 @@ def markdown(r: dict[str, Any]) -> str:
     if "ready" in r:
         rd = r["ready"]
         lines += ["", f"Restart to ready: {rd['time_to_ready_s']} s; first search {rd['first_search_ms']} ms, "
-                  f"later p50 {rd['later_search_p50_ms']} ms (x{rd['first_over_later']})."]
+                  f"the same query later {rd.get('same_query_later_ms')} ms (x{rd['first_over_later']}); "
+                  f"other queries p50 {rd['later_search_p50_ms']} ms."]
     return "\n".join(lines) + "\n"

@@ -155,18 +155,23 @@ class IngestionService:
         On failure the version is marked failed and the previous version keeps serving.
         """
         try:
-            embedded = self._write_points(index, document, version, chunks, tokens)
+            # Written live: one store write per chunk batch and no flag flips for a new document.
+            # Early flags are harmless, as in promote: search serves a hit only if SQL says its
+            # version is current, and a failed version's points are darkened by the next promote.
+            embedded = self._write_points(index, document, version, chunks, tokens, live=1)
         except Exception as exc:
+            self._drop_points(index, document.id, version.version)
             self._mark_failed(version.id, f"{type(exc).__name__}: {exc}")
             if isinstance(exc, StoreUnavailable):
                 raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
             raise
         self.promote(index, document.id, version.id, version.version,
-                     counts={"chunks_embedded": embedded, "chunks_reused": len(chunks) - embedded})
+                     counts={"chunks_embedded": embedded, "chunks_reused": len(chunks) - embedded}, written_live=True)
 
     def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk],
-                      tokens: list[list[str]] | None = None) -> int:
-        """Embed (reusing cached vectors) and upsert; returns how many chunks the model embedded."""
+                      tokens: list[list[str]] | None = None, live: int = 0) -> int:
+        """Embed (reusing cached vectors) and upsert with this `live` flag; returns how many
+        chunks the model embedded."""
         started = time.perf_counter()
         vectors, computed = self.ctx.embedding.embed(identity_of(index), [c.text for c in chunks], [c.content_hash for c in chunks])
         if self.ctx.metrics and computed:
@@ -187,7 +192,7 @@ class IngestionService:
                     "version": version.version,
                     "ordinal": c.ordinal,
                     "name": document.name,
-                    "live": 0,
+                    "live": live,
                     "meta": metadata,
                 },
             )
@@ -224,19 +229,29 @@ class IngestionService:
                 index.bm25_avg_len = s.get(Index, index.id).bm25_avg_len
         return Bm25Params(k1=index.bm25_k1, b=index.bm25_b, avg_len=index.bm25_avg_len)
 
+    def _drop_points(self, index: Index, document_id: str, version: int) -> None:
+        """Best effort: a failed version's live points would crowd search's candidates (SQL
+        never serves them). If the store is down they stay, and the next promote darkens them."""
+        try:
+            self.ctx.vectors.delete(index.collection, Filter(must=(Match("document_id", document_id), Match("version", version))))
+        except Exception as exc:  # noqa: BLE001 - the upload's own error is the one to report
+            log.info("points of failed version %s/%s not removed: %s", document_id, version, exc)
+
     def _mark_failed(self, version_id: str, error: str) -> None:
         with self.ctx.db.session() as s:
             s.exec(update(DocumentVersion).where(DocumentVersion.id == version_id).values(status="failed", error=error[:2000]))
             s.commit()
 
     def promote(self, index: Index, document_id: str, version_id: str, version: int,
-                counts: dict[str, int] | None = None) -> None:
+                counts: dict[str, int] | None = None, written_live: bool = False) -> None:
         # Flag the new points live before SQL makes them current. The other order leaves a
         # window where SQL rejects the old points and the store has no live new ones, and the
         # document vanishes from search (found by `python -m benchmarks stale`). Early flags
         # are harmless: search serves a hit only if SQL says its version is current.
-        self.ctx.vectors.set_payload(
-            index.collection, Filter(must=(Match("document_id", document_id), Match("version", version))), {"live": 1})
+        # written_live: the points were upserted with live=1 already.
+        if not written_live:
+            self.ctx.vectors.set_payload(
+                index.collection, Filter(must=(Match("document_id", document_id), Match("version", version))), {"live": 1})
         with self.ctx.db.session() as s:
             # Compare-and-swap: an older version finishing late never replaces a newer one.
             s.exec(
@@ -250,14 +265,20 @@ class IngestionService:
                 .values(status="ready", ready_at=utcnow(), error=None, **(counts or {}))
             )
             s.commit()
-        self.sync_live_flags(index, document_id)
-        self.refresh_bm25_average(index.id)
+        self.sync_live_flags(index, document_id, flagged_live=version)
+        promoted = sum(counts.values()) if counts else None
+        if self._bm25_check_due(index.id, promoted):
+            self.refresh_bm25_average(index.id)
 
-    def sync_live_flags(self, index: Index, document_id: str) -> None:
+    def sync_live_flags(self, index: Index, document_id: str, flagged_live: int | None = None) -> None:
         """Make Qdrant's live flags match SQL for one document.
 
         Search re-checks every hit against SQL, so a flag that lags is never served;
         re-reading after the flip makes concurrent promotions converge on SQL's state.
+        flagged_live: a version whose points the caller has just flagged live=1; when it is the
+        current one, that write is not repeated, and when it is version 1 no other version ever
+        served, so there are no old points to darken (the common case: a new document costs no
+        flag writes at all).
         """
         seen: object = object()  # no state read yet
         for _ in range(5):
@@ -272,9 +293,12 @@ class IngestionService:
                 self.ctx.vectors.delete(index.collection, Filter(must=(by_doc,)))
                 return
             current = doc.current_version
+            just_flagged, flagged_live = flagged_live is not None and current == flagged_live, None
+            if just_flagged and current == 1 and doc.deleted_at is None:
+                continue  # re-read once: a concurrent promote or delete may have moved SQL on
             # The current version goes live before the others go dark: for a moment both may
             # match (SQL keeps exactly one), but a live document never drops out of search.
-            if current and doc.deleted_at is None:
+            if current and doc.deleted_at is None and not just_flagged:
                 self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("version", current))), {"live": 1})
             self.ctx.vectors.set_payload(
                 index.collection,
@@ -285,10 +309,25 @@ class IngestionService:
                 self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("live", 1))), {"live": 0})
 
     # -- BM25 average length -------------------------------------------------
+    # The mean is an AVG over every live chunk of the index: O(index) per check. Checked after
+    # BM25_CHECK_FRACTION of the index's chunks were promoted since the last check, it costs O(1)
+    # per chunk; for the mean to drift past the tolerance (0.1) within 2% new chunks, their own
+    # mean would have to differ from the index's more than fivefold.
+    BM25_CHECK_FRACTION = 0.02
+    _bm25_checks: dict[str, list[float]] = {}  # index id -> [chunks promoted since the check, live chunks then]
+
+    def _bm25_check_due(self, index_id: str, promoted: int | None) -> bool:
+        since, live = self._bm25_checks.get(index_id, (0.0, 0.0))
+        since += promoted if promoted is not None else float("inf")
+        if since < live * self.BM25_CHECK_FRACTION:
+            self._bm25_checks[index_id] = [since, live]
+            return False
+        return True
+
     def live_mean_tokens(self, index_id: str) -> float | None:
         with self.ctx.db.session() as s:
-            mean = s.exec(
-                select(func.avg(Chunk.token_count))
+            mean, live = s.exec(
+                select(func.avg(Chunk.token_count), func.count(Chunk.id))
                 .join(Document, Document.id == Chunk.document_id)
                 .join(Index, Index.id == Chunk.index_id)
                 .where(
@@ -298,6 +337,7 @@ class IngestionService:
                     Document.deleted_at.is_(None),
                 )
             ).one()
+        self._bm25_checks[index_id] = [0.0, float(live or 0)]
         return float(mean) if mean is not None else None
 
     def refresh_bm25_average(self, index_id: str) -> bool:

@@ -150,3 +150,22 @@ def test_uvicorn_answers_a_refused_upload_while_the_client_is_still_sending(live
     # Nothing was stored, and the server still serves.
     listing = httpx.get(f"http://127.0.0.1:{port}/v1/documents", headers={"X-API-Key": admin})
     assert listing.status_code == 200 and listing.json()["total"] == 0
+
+
+def test_the_role_table_is_built_at_startup_not_by_the_first_request(app_factory, monkeypatch):
+    """Walking every route's dependencies took tens of milliseconds, paid by the first search
+    after /v1/ready (issue 11: the first search after ready is as fast as later ones)."""
+    from rag_service.api import middleware
+    from tests.conftest import Api
+
+    client, ctx = app_factory()  # started: the lifespan has run
+    api = Api(client, new_key(ctx))
+
+    def not_now(app):
+        raise AssertionError("role table built by a request")
+
+    monkeypatch.setattr(middleware, "role_table", not_now)
+    index_id = api.create_index()["id"]
+    assert api.search("anything", index_id).status_code == 200
+    reader = Api(client, new_key(ctx, role="reader"))
+    assert reader.post("/v1/indexes", json={"name": "x"}).status_code == 403  # roles still enforced

@@ -1,0 +1,82 @@
+"""Issue 11: an upload writes to the vector store once per chunk batch, not in several
+set_payload rounds, and what it writes never serves stale text."""
+
+from __future__ import annotations
+
+from rag_service.services.ingestion import IngestionService
+from rag_service.stores.vector import Filter, Match, StoreUnavailable
+from tests.conftest import Api, new_key
+
+
+def _spy_writes(ctx, monkeypatch) -> list[str]:
+    calls: list[str] = []
+    for name in ("upsert", "set_payload", "delete"):
+        real = getattr(ctx.vectors, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(ctx.vectors, name, spy)
+    return calls
+
+
+def _texts(api, query, index_id):
+    return [(h["document_name"], h["version"], h["text"]) for h in
+            api.search(query, index_id, top_k=10).json()["results"]]
+
+
+def test_a_new_document_is_one_store_write_and_a_new_version_one_more(app_factory, monkeypatch):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index_id = api.create_index()["id"]
+    calls = _spy_writes(ctx, monkeypatch)
+    assert api.upload(index_id, "kelp.txt", b"Kelp forests grow half a metre a day.", name="kelp").status_code == 201
+    assert calls == ["upsert"]  # no flag flips for a new document
+    assert [v for _, v, _ in _texts(api, "kelp forests grow", index_id)] == [1]
+
+    calls.clear()
+    r = api.upload(index_id, "kelp.txt", b"Kelp forests shelter sea otters.", name="kelp")
+    assert r.status_code == 201 and r.json()["version"] == 2
+    assert calls == ["upsert", "set_payload"]  # the new points, then the old ones go dark
+    hits = _texts(api, "kelp forests", index_id)
+    assert hits and all(v == 2 and "otters" in t for _, v, t in hits)
+    alias = api.get(f"/v1/indexes/{index_id}").json()["collection_alias"]
+    live_v1 = Filter(must=(Match("name", "kelp"), Match("version", 1), Match("live", 1)))
+    assert ctx.vectors.count(alias, live_v1) == 0
+
+
+def test_a_version_that_fails_after_its_points_were_written_leaves_none_behind(app_factory, monkeypatch):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index_id = api.create_index()["id"]
+    assert api.upload(index_id, "reef.txt", b"Coral reefs cover one percent of the sea floor.", name="reef").status_code == 201
+    real_upsert = ctx.vectors.upsert
+
+    def upsert_then_connection_drops(*args, **kwargs):
+        real_upsert(*args, **kwargs)  # the points are in, written live
+        raise StoreUnavailable("connection reset after the write (simulated)")
+
+    monkeypatch.setattr(ctx.vectors, "upsert", upsert_then_connection_drops)
+    r = api.upload(index_id, "reef.txt", b"Coral reefs bleach in warm water.", name="reef")
+    assert r.status_code == 503 and r.json()["code"] == "retrieval_unavailable"
+    monkeypatch.setattr(ctx.vectors, "upsert", real_upsert)
+    alias = api.get(f"/v1/indexes/{index_id}").json()["collection_alias"]
+    assert ctx.vectors.count(alias, Filter(must=(Match("name", "reef"), Match("version", 2)))) == 0
+    hits = _texts(api, "coral reefs bleach warm", index_id)
+    assert hits and all(v == 1 and "floor" in t for _, v, t in hits)
+    versions = api.get(f"/v1/indexes/{index_id}/documents/by-name/reef/versions").json()["items"]
+    assert sorted((v["version"], v["status"]) for v in versions) == [(1, "ready"), (2, "failed")]
+
+
+def test_the_bm25_mean_is_checked_once_per_share_of_the_index_not_per_upload():
+    svc = IngestionService.__new__(IngestionService)
+    svc._bm25_checks = {}
+    assert svc._bm25_check_due("i", 5)  # never checked: check
+    svc._bm25_checks["i"] = [0.0, 10_000.0]  # as live_mean_tokens leaves it: 10k live chunks
+    assert not svc._bm25_check_due("i", 100)  # 100 of 10k new: not yet
+    assert not svc._bm25_check_due("i", 99)
+    assert svc._bm25_check_due("i", 1)  # 200 = 2% of the index
+    svc._bm25_checks["i"] = [0.0, 10.0]
+    assert svc._bm25_check_due("i", 1)  # a small index is checked on every upload
+    assert svc._bm25_check_due("i", None)  # unknown size of change: check
