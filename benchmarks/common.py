@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,21 @@ from typing import Any
 # Before anything imports unstructured or a hub library (the service does this too).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model and the instruction-set flags that decide encoder speed, for every figure."""
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        flags = set(fields.get("flags", "").split())
+        info["model"] = fields.get("model name")
+        info["flags_of_note"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
+    except OSError:
+        pass
+    return info
 
 
 def log(message: str) -> None:

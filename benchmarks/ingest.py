@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import secrets
 import shutil
@@ -38,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import load_beir, log
+from benchmarks.common import cpu_info, load_beir, log
 from benchmarks.latency import ChunkSynthesizer, ServerProcess, free_port
 from benchmarks.report import write_results
 
@@ -61,20 +60,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--seed", type=int, default=7)
     return p
-
-
-def cpu_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        flags = set(fields.get("flags", "").split())
-        info["model"] = fields.get("model name")
-        info["flags_of_note"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
-    except OSError:
-        pass
-    return info
 
 
 class Client:

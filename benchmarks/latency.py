@@ -54,7 +54,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import re
 import resource
@@ -72,7 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from benchmarks.common import BeirDataset, Progress, load_beir, log, parse_modes, percentile
+from benchmarks.common import BeirDataset, Progress, cpu_info, load_beir, log, parse_modes, percentile
 
 MODES = ("dense", "lexical", "hybrid")
 # BEIR corpora split into sentences at a terminal mark followed by a capital/digit/bracket.
@@ -554,15 +553,18 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 
 
 # -- ceilings, measured in this process while the server is stopped -------------------
-def load_embedder(model: str, settings):
-    """The model exactly as the service loads it (same class, precision, batch size, device)."""
+def load_embedder(index: dict[str, Any], settings):
+    """The index's encoder exactly as the service loads it (same identity: model, backend and
+    precision `auto` resolved to; same batch size and device; ONNX builds from the server's cache)."""
     from transformers.utils import logging as hf_logging
 
-    from pipelines.embed import SentenceEmbedder
+    from pipelines.embed import EncoderIdentity
+    from pipelines.embed import load_embedder as load
 
     hf_logging.disable_progress_bar()  # the "Loading weights" bar: noise in a benchmark log
-    return SentenceEmbedder(model, precision=settings.embedding_precision, device=settings.embedding_device,
-                            batch_size=settings.embedding_batch_size)
+    encoder = index.get("encoder") or {"model": index["embedding_model"]}
+    return load(EncoderIdentity(**encoder), settings.encoder_cache_dir, device=settings.embedding_device,
+                batch_size=settings.embedding_batch_size)
 
 
 def encode_ceiling(embedder, texts: list[str], sample: int, seed: int) -> dict[str, Any]:
@@ -655,7 +657,7 @@ def run(args: argparse.Namespace) -> int:
     port = args.port or free_port()
     results: dict[str, Any] = {
         "benchmark": "latency", "dataset": ds.name, "model": None,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": cpu_info(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "settings": {
             "modes": modes, "concurrency": args.concurrency, "duration_s": args.duration_s,
@@ -689,6 +691,7 @@ def run(args: argparse.Namespace) -> int:
                         "name": f"latency-{ds.name}", "privacy_tier": "public",
                         "chunk_max_characters": args.chunk_chars, "chunk_overlap": 0}), 201)
                     results["model"] = index["embedding_model"]
+                    results["encoder"] = index.get("encoder")
 
                 # Untimed warm-up upload: the model and the parser pool load on first use.
                 warm = synth.documents(1, args.chunks_per_doc)
@@ -741,7 +744,7 @@ def run(args: argparse.Namespace) -> int:
 
             # Server stopped: the ceilings, with the machine to ourselves.
             if embedder is None:
-                embedder = load_embedder(index["embedding_model"], settings)
+                embedder = load_embedder(index, settings)
             ceiling = encode_ceiling(embedder, level_texts, args.ceiling_sample, args.seed + level)
             ing = entry["ingest"]
             ing["encode_ceiling"] = ceiling
@@ -796,14 +799,23 @@ def _f(value: Any, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+def _variant(results: dict[str, Any]) -> str:
+    e = results.get("encoder") or {}
+    return f"{e['backend']} {e['precision']}" if e else results["settings"]["embedding_precision"]
+
+
+def _cpu(machine: dict[str, Any]) -> str:
+    return f"{machine.get('model', '?')}; {', '.join(machine.get('flags_of_note', []))}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     s = results["settings"]
     conc = s["concurrency"]
     lines = [
         f"# Latency and ingestion throughput: {results['dataset']} (synthesized chunks)",
         "",
-        f"Model `{results['model']}` ({s['embedding_precision']}, batch {s['embedding_batch_size']}), "
-        f"{results['machine']['cpus']} CPUs, {results['date']}. Chunks of at most {s['chunk_max_characters']} "
+        f"Model `{results['model']}` ({_variant(results)}, batch {s['embedding_batch_size']}), "
+        f"{results['machine']['cpus']} CPUs ({_cpu(results['machine'])}), {results['date']}. Chunks of at most {s['chunk_max_characters']} "
         f"characters, {s['chunks_per_doc']} per document, unique texts recombined from the corpus's sentences. "
         f"Search: `POST /v1/indexes/{{id}}/search`, result_type={s['result_type']}, top_k={s['top_k']}, "
         f"explain=false, {s['duration_s']:g} s per cell, client-side latency over loopback HTTP.",
