@@ -14,9 +14,11 @@ Method (all figures from one run on one machine; the CPU model and flags are rec
    sentences recombined, so the embedding cache cannot help), --chunks-per-doc per
    document; once through `POST /v1/indexes/{id}/documents` from --clients clients,
    once through `POST .../documents/batch` (--batch-files files a request, --batch-clients
-   requests in flight). Chunks per second over the wall time of each phase, divided by
-   the ceiling of the variant the server used, measured on the same chunk texts:
-   `api_ingest_over_ceiling` (the better route is the headline; both are reported).
+   requests in flight), and once with `?async=true` from --clients clients, timed until
+   the last ingest job has finished. Chunks per second over the wall time of each phase,
+   divided by the ceiling of the variant the server used, measured on the same chunk
+   texts: `api_ingest_over_ceiling` (the better synchronous route is the headline; every
+   route is reported).
 4. Ready: the server is restarted on the same data directory; time from process start
    to `GET /v1/ready` = 200, then the first search's latency next to the same query's
    median when it is asked again five times after 20 other queries (`first_over_later`);
@@ -135,6 +137,41 @@ def ingest_batch(server: ServerProcess, index_id: str, documents: list[tuple[str
     return _drain(server, batches, clients, send)
 
 
+def ingest_async(server: ServerProcess, index_id: str, documents: list[tuple[str, list[str]]], clients: int) -> dict:
+    """Single uploads with ?async=true from `clients` threads; the clock stops when the last
+    ingest job has finished (the jobs run in the server's JobRunner, RAG_JOB_CONCURRENCY)."""
+    jobs: list[str] = []
+    started = time.perf_counter()
+
+    def send(client: Client, doc: tuple[str, list[str]]) -> tuple[int, int, int]:
+        r = client.http.post(f"/v1/indexes/{index_id}/documents", params={"async": "true"}, data={"name": doc[0]},
+                             files={"file": _part(*doc)})
+        if r.status_code != 202:
+            return 0, 0, 1
+        jobs.append(r.json()["id"])
+        return 0, 0, 0
+
+    stats = _drain(server, documents, clients, send)
+    client = Client(server)
+    try:
+        for job_id in jobs:
+            while True:
+                job = client.expect(client.http.get(f"/v1/rag/jobs/{job_id}"), 200)
+                if job["status"] in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(0.05)
+            if job["status"] == "succeeded":
+                stats["documents"] += 1
+                stats["chunks"] += job["result"]["chunk_count"]
+            else:
+                stats["failed"] += 1
+    finally:
+        client.close()
+    stats["seconds"] = round(time.perf_counter() - started, 2)
+    stats["chunks_per_s"] = round(stats["chunks"] / stats["seconds"], 2)
+    return stats
+
+
 def ready_and_first_search(server: ServerProcess, spawned_at: float, index_id: str, queries: list[str]) -> dict:
     import httpx
 
@@ -173,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
     synth = ChunkSynthesizer(ds, args.chunk_chars, args.seed)
     single_docs = synth.documents(args.docs, args.chunks_per_doc)
     batch_docs = synth.documents(args.docs, args.chunks_per_doc)
-    texts = [p for _, paras in single_docs + batch_docs for p in paras]
+    async_docs = synth.documents(args.docs, args.chunks_per_doc)
+    texts = [p for _, paras in single_docs + batch_docs + async_docs for p in paras]
     sample = random.Random(args.seed).sample(texts, min(args.ceiling_sample, len(texts)))
     data_dir = Path(tempfile.mkdtemp(prefix="rag-ingest-"))
     results: dict[str, Any] = {"benchmark": "ingest", "dataset": ds.name, "machine": cpu_info(),
@@ -213,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
                                                                          args.chunk_chars}), 201)
             batch = client.expect(client.http.post("/v1/indexes", json={"name": "batch", "chunk_max_characters":
                                                                         args.chunk_chars}), 201)
+            queued = client.expect(client.http.post("/v1/indexes", json={"name": "async", "chunk_max_characters":
+                                                                         args.chunk_chars}), 201)
             warm = synth.documents(2, args.chunks_per_doc)  # untimed: first-use costs of each route
             ingest_single(server, single["id"], warm[:1], 1)
             ingest_batch(server, batch["id"], warm[1:], 1, 1)
@@ -225,11 +265,14 @@ def run(args: argparse.Namespace) -> int:
         results["api_single"] = ingest_single(server, single["id"], single_docs, args.clients)
         log(f"{len(batch_docs)} documents through the batch route")
         results["api_batch"] = ingest_batch(server, batch["id"], batch_docs, args.batch_files, args.batch_clients)
+        log(f"{len(async_docs)} documents through ?async=true, {args.clients} clients")
+        results["api_async"] = ingest_async(server, queued["id"], async_docs, args.clients)
     ceiling = results["encode_ceiling_docs_per_s"].get(variant)
     results["server_variant"] = variant
     if ceiling:
         results["api_single"]["over_ceiling"] = round(results["api_single"]["chunks_per_s"] / ceiling, 3)
         results["api_batch"]["over_ceiling"] = round(results["api_batch"]["chunks_per_s"] / ceiling, 3)
+        results["api_async"]["over_ceiling"] = round(results["api_async"]["chunks_per_s"] / ceiling, 3)
         results["api_ingest_over_ceiling"] = max(results["api_single"]["over_ceiling"],
                                                  results["api_batch"]["over_ceiling"])
 
@@ -263,7 +306,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", f"{chosen} **{r['auto_variant']}**: {r['speedup_over_torch_fp32']}x torch fp32.", "",
               "| route | chunks/s | over ceiling |", "|---|---|---|"]
     for key, label in (("api_single", f"single uploads, {r['settings']['clients']} clients"),
-                       ("api_batch", f"batch route, {r['settings']['batch_files']} files/request")):
+                       ("api_batch", f"batch route, {r['settings']['batch_files']} files/request"),
+                       ("api_async", f"?async=true, {r['settings']['clients']} clients, until the last job is done")):
         a = r.get(key, {})
         lines.append(f"| {label} | {a.get('chunks_per_s')} | {a.get('over_ceiling')} |")
     lines += ["", f"Ceiling: {r['server_variant']} at {r['encode_ceiling_docs_per_s'].get(r['server_variant'])} "

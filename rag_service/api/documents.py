@@ -42,7 +42,8 @@ def _read_limited(file: UploadFile, limit: int) -> bytes:
             return b"".join(chunks)
         total += len(block)
         if total > limit:
-            raise PayloadTooLarge(f"the file is larger than the {limit // (1024 * 1024)} MB limit", limit_bytes=limit)
+            raise PayloadTooLarge(f"the file is larger than the {limit // (1024 * 1024)} MB limit (RAG_MAX_UPLOAD_MB)",
+                                  limit_bytes=limit)
         chunks.append(block)
 
 

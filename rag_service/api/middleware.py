@@ -76,7 +76,7 @@ class RequestMiddleware:
         # Content-Length are counted while they stream (limits.StreamingBodyLimit).
         if length and length.isdigit() and int(length) > self.settings.max_request_bytes:
             return error_response("payload_too_large", f"request body is larger than the "
-                                  f"{self.settings.max_upload_mb} MB limit", request=request,
+                                  f"{self.settings.max_upload_mb} MB limit (RAG_MAX_UPLOAD_MB)", request=request,
                                   limit_bytes=self.settings.max_upload_bytes)
         key = api_key_from(request)
         if self.limiter is None or not key:

@@ -42,6 +42,7 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
         return {"document_id": document.id, "version": version.version, "chunk_count": version.chunk_count, "already_ready": True}
     ingestion = IngestionService(ctx)
     handle.progress(5)
+    tokens = None  # BM25 tokens from this parse, when there is one
     if existing:
         chunks = list(existing)  # parsed by an earlier attempt: just finish indexing
     else:
@@ -52,14 +53,14 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
         except ServiceError as exc:
             ingestion._mark_failed(version.id, f"{exc.code}: {exc.message}")
             raise PermanentJobError(f"{exc.code}: {exc.message}") from None
-        chunks = chunk_rows(index, document.id, version.id, version.version, prepared)
+        chunks, tokens = chunk_rows(index, document.id, version.id, version.version, prepared), prepared.tokens
         with ctx.db.session() as s:
             s.add_all(chunks)
             s.exec(update(DocumentVersion).where(DocumentVersion.id == version.id).values(
                 status="indexing", text=prepared.text, chunk_count=len(chunks)))
             s.commit()
     handle.progress(30)
-    ingestion.index_version(index, document, version, chunks)
+    ingestion.index_version(index, document, version, chunks, tokens)
     with ctx.db.session() as s:
         s.exec(sql_delete(UploadBlob).where(UploadBlob.version_id == version.id))
         s.commit()

@@ -73,3 +73,33 @@ def test_html_page_with_one_ten_megabyte_paragraph_is_not_empty(stub_api):
     assert r.json()["chunk_count"] > 1000
     hits = stub_api.search("word4321", index_id, mode="lexical").json()["results"]
     assert hits and "word4321" in hits[0]["text"] and hits[0]["section"] == "One Long Page"
+
+
+def test_a_fifty_megabyte_text_file_at_the_upload_limit_ingests_async_and_becomes_ready(stub_api):
+    """Issue 11: a text file as large as the upload limit (RAG_MAX_UPLOAD_MB, 50 MB) goes in
+    with ?async=true and is served whole: its last paragraph is searchable."""
+    from tests.api.test_rag import wait_job
+
+    index_id = stub_api.create_index("fifty", chunk_max_characters=20000)["id"]
+    limit = 50 * 1024 * 1024
+    _, data = make_document("txt", limit / 1_000_000)
+    tail = b"\n\nThe final paragraph names the quokka of Rottnest Island.\n"
+    data = data[: limit - len(tail)] + tail
+    assert len(data) == limit
+    r = stub_api.post(f"/v1/indexes/{index_id}/documents", params={"async": "true"},
+                      files={"file": ("fifty.txt", data, "text/plain")}, data={"name": "fifty"})
+    assert r.status_code == 202, r.text[:500]
+    job = wait_job(stub_api, r.json()["id"], timeout=900)
+    assert job["status"] == "succeeded", job
+    doc = stub_api.get(f"/v1/indexes/{index_id}/documents/by-name/fifty").json()
+    assert doc["current_version"] == 1 and doc["status"] == "ready", doc
+    version = stub_api.get(f"/v1/indexes/{index_id}/documents/{doc['id']}/versions/1").json()
+    assert version["chunk_count"] > 2000 and version["size_bytes"] == limit
+    hits = stub_api.search("quokka Rottnest", index_id, mode="lexical").json()["results"]
+    assert hits and "quokka" in hits[0]["text"]
+    # one byte more is refused before anything is stored
+    r = stub_api.post(f"/v1/indexes/{index_id}/documents", params={"async": "true"},
+                      files={"file": ("over.txt", data + b"x", "text/plain")})
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large", r.text[:300]
+    assert "RAG_MAX_UPLOAD_MB" in r.json()["message"]
+    assert [d["name"] for d in stub_api.get(f"/v1/indexes/{index_id}/documents").json()["items"]] == ["fifty"]

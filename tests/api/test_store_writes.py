@@ -80,3 +80,40 @@ def test_the_bm25_mean_is_checked_once_per_share_of_the_index_not_per_upload():
     svc._bm25_checks["i"] = [0.0, 10.0]
     assert svc._bm25_check_due("i", 1)  # a small index is checked on every upload
     assert svc._bm25_check_due("i", None)  # unknown size of change: check
+
+
+def test_points_written_live_are_not_served_before_their_version_is_promoted(app_factory, monkeypatch):
+    """Between the upsert (points flagged live) and the SQL promotion, search serves version 1
+    only, in every mode."""
+    import threading
+
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index_id = api.create_index()["id"]
+    assert api.upload(index_id, "menu.txt", b"Today's special is the mushroom risotto.", name="menu").status_code == 201
+    written, release = threading.Event(), threading.Event()
+    real_promote = IngestionService.promote
+
+    def held_promote(self, *args, **kwargs):
+        written.set()
+        assert release.wait(30)
+        return real_promote(self, *args, **kwargs)
+
+    monkeypatch.setattr(IngestionService, "promote", held_promote)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault(
+        "r", api.upload(index_id, "menu.txt", b"Today's special is the grilled salmon risotto.", name="menu")))
+    worker.start()
+    try:
+        assert written.wait(30)
+        alias = api.get(f"/v1/indexes/{index_id}").json()["collection_alias"]
+        assert ctx.vectors.count(alias, Filter(must=(Match("version", 2), Match("live", 1)))) == 1  # in, live
+        for mode in ("dense", "lexical", "hybrid"):
+            hits = api.search("today's special salmon risotto", index_id, mode=mode).json()["results"]
+            assert [(h["version"], "mushroom" in h["text"]) for h in hits] == [(1, True)], (mode, hits)
+    finally:
+        release.set()
+        worker.join(30)
+    assert result["r"].status_code == 201
+    hits = api.search("today's special salmon", index_id).json()["results"]
+    assert [(h["version"], "salmon" in h["text"]) for h in hits] == [(2, True)]
