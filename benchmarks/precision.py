@@ -156,9 +156,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capabilities(results: dict[str, Any]) -> str:
+    m = results.get("machine", {})
+    yes = lambda flag: "yes" if m.get(flag) else "no"  # noqa: E731
+    return (f"{m.get('cores', '?')} cores; native bf16: {yes('bf16_native')}, AVX512-VNNI: {yes('avx512_vnni')}, "
+            f"CUDA: {yes('cuda')}")
+
+
 def _markdown(results: dict[str, Any], args) -> str:
     lines = [f"# Encoder variants: {results['dataset']} ({results['documents']} documents, {results['queries']} queries)",
-             "", f"Model `{results['model']}`, batch {args.batch_size}, CPU {results['cpu']}, {results['measured_at']}. "
+             "", f"Model `{results['model']}`, batch {args.batch_size}, CPU {results['cpu']} ({_capabilities(results)}), "
+             f"{results['measured_at']}. "
              f"Encode speed: {results['timing']['texts']} documents x {results['timing']['rounds']} interleaved rounds "
              "(median round; best in brackets). nDCG@10: dense search through the service, one index per variant.", "",
              "| variant | docs/s | x torch fp32 | one query ms | cosine to fp32 (mean / min) | dense nDCG@10 | delta | eligible |",
