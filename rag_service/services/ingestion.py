@@ -293,7 +293,8 @@ class IngestionService:
                 self.ctx.vectors.delete(index.collection, Filter(must=(by_doc,)))
                 return
             current = doc.current_version
-            just_flagged, flagged_live = flagged_live is not None and current == flagged_live, None
+            just_flagged = flagged_live is not None and current == flagged_live
+            flagged_live = None  # only the first read can vouch for the caller's write
             if just_flagged and current == 1 and doc.deleted_at is None:
                 continue  # re-read once: a concurrent promote or delete may have moved SQL on
             # The current version goes live before the others go dark: for a moment both may

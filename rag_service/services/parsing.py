@@ -119,11 +119,11 @@ class ParserPool:
     def prepare(self, data: bytes, filename: str, max_characters: int, overlap: int):
         pool = self._get()
         future = pool.submit(self.target, data, filename, max_characters, overlap)
+        limit = self.limit_for(len(data))
         try:
-            return future.result(timeout=self.limit_for(len(data)))
+            return future.result(timeout=limit)
         except cf.TimeoutError:
             self._restart(pool)
-            limit = self.limit_for(len(data))
             raise ParseTimeout(f"parsing took longer than its {limit:g} s limit (RAG_PARSE_TIMEOUT_S "
                                f"{self.timeout_s:g} s + RAG_PARSE_SECONDS_PER_MB {self.seconds_per_mb:g} s a MB); "
                                "raise either to accept it", filename=filename, reason="parse_timeout",

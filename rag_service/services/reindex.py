@@ -84,12 +84,13 @@ def evaluate_side_by_side(ctx, old: Index, new: Index, queries: dict[str, str], 
     from rag_service.services.search import SearchService
 
     search = SearchService(ctx)
+    rounds = max(1, rounds)
     sides = {"old": old, "new": new}
     metrics: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
     for mode in modes:
         runs: dict[str, dict] = {"old": {}, "new": {}}
         timings: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
-        for round_no in range(max(1, rounds)):
+        for round_no in range(rounds):
             for qid, text in queries.items():
                 for side, index in sides.items():
                     ranking, ms = _timed_ranking(search, index, text, mode, top_k)
@@ -98,7 +99,7 @@ def evaluate_side_by_side(ctx, old: Index, new: Index, queries: dict[str, str], 
                     timings[side].setdefault(qid, []).append(ms)
         for side in sides:
             medians = [float(np.median(t)) for t in timings[side].values()]
-            metrics[side][mode] = _mode_metrics(runs[side], medians, qrels) | {"latency_rounds": max(1, rounds)}
+            metrics[side][mode] = _mode_metrics(runs[side], medians, qrels) | {"latency_rounds": rounds}
     return metrics["old"], metrics["new"]
 
 
