@@ -23,7 +23,7 @@ from rag_service.context import ServiceContext
 from rag_service.errors import CorruptDocument, EmptyDocument, RetrievalUnavailable, UnsupportedMediaType
 from rag_service.models import Chunk, Document, DocumentVersion, Index, utcnow
 from rag_service.stores.embedder import identity_of
-from rag_service.stores.vector import Filter, Match, StoreUnavailable, VectorPoint
+from rag_service.stores.vector import Filter, Match, Range, StoreUnavailable, VectorPoint
 
 log = logging.getLogger(__name__)
 POINT_NAMESPACE = uuid.UUID("6f1d8a0e-3c55-4a8e-9a57-2b1f0c9d7e41")
@@ -301,11 +301,13 @@ class IngestionService:
             # match (SQL keeps exactly one), but a live document never drops out of search.
             if current and doc.deleted_at is None and not just_flagged:
                 self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("version", current))), {"live": 1})
-            self.ctx.vectors.set_payload(
-                index.collection,
-                Filter(must=(by_doc, Match("live", 1)), must_not=(Match("version", current if current else -1),)),
-                {"live": 0},
-            )
+            # Only versions older than the current one go dark: a newer one is still being written
+            # (live from its upsert on), and darkening it on a stale read of `current` would leave
+            # it dark after its own promotion, which trusts its upsert (found under load by
+            # test_concurrent_unconditional_uploads_get_dense_versions). A newer version that
+            # failed has its points dropped (or by reconcile); SQL never serves them meanwhile.
+            older = (Range("version", lt=current),) if current else ()
+            self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("live", 1), *older)), {"live": 0})
             if current and doc.deleted_at is not None:
                 self.ctx.vectors.set_payload(index.collection, Filter(must=(by_doc, Match("live", 1))), {"live": 0})
 

@@ -136,6 +136,14 @@ def _reconcile_document(ctx, ingestion, index, doc, versions, stuck_after, repor
     now = utcnow()
     for v in versions:
         where = Filter(must=(Match("document_id", doc.id), Match("version", v.version)))
+        if v.status == "failed":  # its points, if dropping them failed at the time, go now
+            leftover = ctx.vectors.count(alias, where)
+            if leftover:
+                ctx.vectors.delete(alias, where)
+                report["found"].append({"document_id": doc.id, "version": v.version, "status": "failed",
+                                        "points": leftover})
+                report["fixed"].append({"document_id": doc.id, "version": v.version, "action": "points dropped"})
+            continue
         created = v.created_at or now
         in_flight_too_long = v.status in ("indexing", "pending") and now - created > stuck_after
         if v.status == "ready" or in_flight_too_long:

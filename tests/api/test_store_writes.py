@@ -69,6 +69,32 @@ def test_a_version_that_fails_after_its_points_were_written_leaves_none_behind(a
     assert sorted((v["version"], v["status"]) for v in versions) == [(1, "ready"), (2, "failed")]
 
 
+def test_reconcile_drops_the_points_a_failed_version_could_not_remove(app_factory, monkeypatch):
+    from tests.api.test_rag import wait_job
+
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index_id = api.create_index()["id"]
+    doc_id = api.upload(index_id, "reef.txt", b"Coral reefs cover one percent of the sea floor.", name="reef").json()["id"]
+    real_upsert = ctx.vectors.upsert
+
+    def upsert_then_connection_drops(*args, **kwargs):
+        real_upsert(*args, **kwargs)
+        raise StoreUnavailable("connection reset after the write (simulated)")
+
+    monkeypatch.setattr(ctx.vectors, "upsert", upsert_then_connection_drops)
+    monkeypatch.setattr(IngestionService, "_drop_points", lambda *a, **k: None)  # the store is still away
+    assert api.upload(index_id, "reef.txt", b"Coral reefs bleach in warm water.", name="reef").status_code == 503
+    monkeypatch.undo()
+    alias = api.get(f"/v1/indexes/{index_id}").json()["collection_alias"]
+    failed_points = Filter(must=(Match("name", "reef"), Match("version", 2)))
+    assert ctx.vectors.count(alias, failed_points) > 0
+    job = api.post("/v1/rag/jobs", json={"job_class": "reconcile", "index_id": index_id}).json()
+    report = wait_job(api, job["id"])["result"]
+    assert {"document_id": doc_id, "version": 2, "action": "points dropped"} in report["fixed"]
+    assert ctx.vectors.count(alias, failed_points) == 0
+
+
 def test_the_bm25_mean_is_checked_once_per_share_of_the_index_not_per_upload():
     svc = IngestionService.__new__(IngestionService)
     svc._bm25_checks = {}
@@ -117,3 +143,23 @@ def test_points_written_live_are_not_served_before_their_version_is_promoted(app
     assert result["r"].status_code == 201
     hits = api.search("today's special salmon", index_id).json()["results"]
     assert [(h["version"], "salmon" in h["text"]) for h in hits] == [(2, True)]
+
+
+def test_a_stale_flag_sync_never_darkens_a_newer_version_still_being_written(app_factory, monkeypatch):
+    """Concurrent uploads of one document: v1's flag sync reads current_version=1 while v2's points
+    are already written live, and finishes only after v2 is promoted. v2 must stay searchable."""
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index_id = api.create_index()["id"]
+    assert api.upload(index_id, "tide.txt", b"Spring tides follow the new moon.", name="tide").status_code == 201
+    ingestion = IngestionService(ctx)
+    real_promote = IngestionService.promote
+
+    def promote_after_a_stale_sync(self, index, document_id, version_id, version, **kwargs):
+        ingestion.sync_live_flags(index, document_id)  # what v1's sync does with current_version still 1
+        return real_promote(self, index, document_id, version_id, version, **kwargs)
+
+    monkeypatch.setattr(IngestionService, "promote", promote_after_a_stale_sync)
+    r = api.upload(index_id, "tide.txt", b"Neap tides follow the half moon.", name="tide")
+    assert r.status_code == 201 and r.json()["version"] == 2
+    assert [v for _, v, _ in _texts(api, "tides follow the moon", index_id)] == [2]
