@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
 
-from rag_service.api import batch, documents, health, indexes, keys, rag, search
+from rag_service.api import batch, documents, events, health, indexes, keys, rag, search, webhooks
 from rag_service.api.deps import checked_inputs
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.middleware import AuthBeforeBody, RequestMiddleware
@@ -15,6 +15,7 @@ from rag_service.config import Settings
 from rag_service.context import ServiceContext, build_context
 from rag_service.limits import StreamingBodyLimit
 from rag_service.services.auth import AuthService
+from rag_service.services.delivery import Deliverer, owed
 from rag_service.services.jobs import JobRunner, JobService
 from rag_service.services.readiness import Readiness
 from rag_service.services.search import Reranker, SearchService
@@ -38,13 +39,20 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
             AuthService(context.db).ensure_bootstrap_key(settings.bootstrap_key)
         if context.metrics is not None:
             context.metrics.watch_jobs(lambda: JobService(context).counts_by_class_and_state())
+            context.metrics.watch_deliveries(lambda: owed(context))
         if settings.job_runner == "inprocess":
             context.runner = JobRunner(context, lease_seconds=settings.job_lease_seconds,
                                        concurrency=settings.job_concurrency)
             context.runner.start()
+        if settings.webhook_delivery == "inprocess":
+            context.deliverer = Deliverer(context)
+            context.deliverer.start()
         try:
             yield
         finally:
+            if context.deliverer is not None:
+                context.deliverer.stop()
+                context.deliverer = None
             if context.runner is not None:
                 context.runner.stop()
                 context.runner = None
@@ -71,7 +79,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     # Outermost: counts body bytes as they arrive, whatever the headers claim.
     app.add_middleware(StreamingBodyLimit, limit_bytes=settings.max_request_bytes)
 
-    for router in (health.router, indexes.router, batch.router, documents.router, search.router, keys.router, rag.router):
+    for router in (health.router, indexes.router, batch.router, documents.router, search.router, keys.router, rag.router,
+                   webhooks.router, events.router):
         app.include_router(router)
     from rag_service import mcp_server  # agent tools: OpenAI function calling, and MCP at /mcp
     from rag_service.api import tools

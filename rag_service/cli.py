@@ -55,10 +55,11 @@ def serve(host: str = typer.Option(None, help="default RAG_HOST or 127.0.0.1"),
 @app.command()
 def worker(lease: float = typer.Option(None, help="job lease in seconds (default RAG_JOB_LEASE_SECONDS)"),
            once: bool = typer.Option(False, help="run at most one job, then exit")) -> None:
-    """Run jobs from the shared job table (claims with a lease; safe to run several)."""
+    """Run jobs and webhook deliveries from the shared tables (claims with a lease; safe to run several)."""
     import signal
 
     from rag_service.context import build_context
+    from rag_service.services.delivery import Deliverer
     from rag_service.services.jobs import JobRunner
 
     import logging.config
@@ -73,7 +74,8 @@ def worker(lease: float = typer.Option(None, help="job lease in seconds (default
     ctx = build_context(settings)
     runner = JobRunner(ctx, lease_seconds=lease or settings.job_lease_seconds, concurrency=settings.job_concurrency)
     ctx.runner = runner
-    typer.echo(f"worker {runner.owner} polling for jobs", err=True)
+    ctx.deliverer = deliverer = Deliverer(ctx)
+    typer.echo(f"worker {runner.owner} polling for jobs and webhook deliveries", err=True)
     if once:
         runner.run_once()
     else:
@@ -81,12 +83,15 @@ def worker(lease: float = typer.Option(None, help="job lease in seconds (default
 
         signal.signal(signal.SIGTERM, lambda *_: runner.stop(timeout=0))
         runner.start()
+        deliverer.start()
         try:
             while runner.alive():
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+        deliverer.stop(timeout=15)  # an attempt in flight finishes (or is sent again after its lease)
         runner.stop(timeout=30)  # the jobs in flight finish (or are claimed again after their lease)
+    deliverer.http.close()
     ctx.vectors.close()
     ctx.db.dispose()
 

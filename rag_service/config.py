@@ -73,6 +73,21 @@ class Settings(BaseSettings):
     ingest_concurrency: int = 4
     job_concurrency: int = 4
 
+    # Webhooks (docs/operations.md): "inprocess" runs the deliverer in the API process (every
+    # `rag-service worker` runs one too); "off" leaves delivery to workers.
+    webhook_delivery: Literal["inprocess", "off"] = "inprocess"
+    # Seconds before each retry after a failed attempt; when the last one fails the endpoint is
+    # disabled. The default (Standard Webhooks' usual schedule) spans about 27 hours.
+    webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_s: float = 10.0
+    webhook_max_response_bytes: int = 65536
+    # Endpoints on loopback, private, link-local or metadata addresses are refused unless this is set.
+    webhook_allow_private: bool = False
+    webhook_concurrency: int = 4
+    webhook_lease_seconds: float = 60.0
+    # Events are kept this long for the stream's Last-Event-ID resume (and for redelivery).
+    event_retention_hours: float = 72.0
+
     # Requests per API key per minute (0 turns limiting off).
     rate_limit_per_minute: int = 1200
     # Comma-separated origins allowed by CORS; empty means CORS is off.
@@ -100,6 +115,16 @@ class Settings(BaseSettings):
         if (self.embedding_backend, self.embedding_precision) in (("torch", "int8"), ("onnx", "bf16")):
             raise ValueError(f"RAG_EMBEDDING_BACKEND={self.embedding_backend} does not run "
                              f"RAG_EMBEDDING_PRECISION={self.embedding_precision} (torch: fp32, bf16; onnx: fp32, int8)")
+        return self
+
+    @model_validator(mode="after")
+    def _retry_schedule_parses(self) -> "Settings":
+        try:
+            delays = [float(p) for p in self.webhook_retry_schedule_s.split(",") if p.strip()]
+        except ValueError:
+            delays = [-1.0]
+        if any(d < 0 for d in delays):
+            raise ValueError("RAG_WEBHOOK_RETRY_SCHEDULE_S must be comma-separated seconds >= 0, like 5,300,1800")
         return self
 
     @property

@@ -21,6 +21,7 @@ class ServiceContext:
     embedding: CachedEmbedding
     runner: Any = None  # the in-process JobRunner, when this process runs one
     metrics: Any = None  # rag_service.metrics.Metrics
+    deliverer: Any = None  # the webhook Deliverer (rag_service.services.delivery), when this process runs one
     parser: Any = None  # rag_service.services.parsing.ParserPool; None parses in the calling thread
 
 

@@ -22,6 +22,33 @@ class Metrics:
                                       buckets=LATENCY_BUCKETS, registry=r)
         self.stale_dropped = Counter("rag_search_stale_dropped", "Hits dropped because SQL did not confirm them",
                                      registry=r)
+        self.webhook_attempts = Counter("rag_webhook_delivery_attempts", "Webhook delivery attempts", ["outcome"],
+                                        registry=r)
+        self.webhook_given_up = Counter("rag_webhook_delivery_failures",
+                                        "Deliveries whose last retry failed (the endpoint was disabled)", registry=r)
+        self.webhook_lag = Histogram("rag_webhook_delivery_lag_seconds",
+                                     "From an event's commit to its successful delivery",
+                                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 86400),
+                                     registry=r)
+
+    def watch_deliveries(self, owed) -> None:
+        """Deliveries still owed and the age of the oldest, read from SQL at scrape time."""
+
+        class _Owed:
+            def collect(self):
+                pending = GaugeMetricFamily("rag_webhook_deliveries_pending", "Webhook deliveries not yet delivered")
+                oldest = GaugeMetricFamily("rag_webhook_oldest_pending_seconds",
+                                           "Age of the oldest delivery not yet delivered (delivery lag)")
+                try:
+                    count, age = owed()
+                    pending.add_metric([], count)
+                    oldest.add_metric([], age)
+                except Exception:
+                    pass  # a scrape must not fail because the database is down
+                yield pending
+                yield oldest
+
+        self.registry.register(_Owed())
 
     def watch_jobs(self, count_jobs) -> None:
         """Jobs by class and state, read from SQL at scrape time (so every worker's jobs count)."""

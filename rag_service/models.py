@@ -201,3 +201,69 @@ class EvalRun(SQLModel, table=True):
     job_id: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Event(SQLModel, table=True):
+    """The transactional outbox: one row per lifecycle change, written in the transaction of the
+    change it reports, so a committed change always has its event (docs/operations.md)."""
+
+    # sqlite_autoincrement: a seq is never handed out twice, even after retention empties the
+    # table, so an SSE client's Last-Event-ID stays meaningful.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: int | None = Field(default=None, primary_key=True)  # the stream's id: and the order of changes
+    id: str = Field(default_factory=lambda: f"msg_{new_id()}", index=True, unique=True)  # webhook-id
+    project_id: str = Field(index=True)
+    type: str
+    index_id: str | None = None
+    document_id: str | None = None  # deliveries to one endpoint for one document keep this order
+    webhook_id: str | None = None  # webhook.test: addressed to this endpoint only
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Webhook(SQLModel, table=True):
+    id: str = Field(default_factory=lambda: f"wh_{new_id()}", primary_key=True)
+    project_id: str = Field(index=True)
+    url: str
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    description: str = ""
+    # Standard Webhooks secret (whsec_<base64>): shown once; the HMAC needs it in clear.
+    secret: str
+    # After a rotation the old secret signs too, for a grace period, so receivers can switch over.
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+    enabled: bool = True
+    disabled_reason: str | None = None
+    disabled_at: datetime | None = None
+    created_by_key_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event owed to one endpoint: leased, attempted and retried like a job."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: str = Field(default_factory=lambda: f"dlv_{new_id()}", primary_key=True)
+    project_id: str = Field(index=True)
+    webhook_id: str = Field(index=True)
+    event_seq: int = Field(index=True)
+    event_id: str
+    event_type: str
+    document_id: str | None = None
+    # pending -> delivering -> succeeded | failed (the last retry failed: the endpoint is disabled)
+    status: str = Field(default="pending", index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    last_status_code: int | None = None
+    last_latency_ms: float | None = None
+    last_error: str | None = None
+    # Every attempt: at, status_code, latency_ms, error (capped to the last 50).
+    history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    redelivery_of: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    delivered_at: datetime | None = None

@@ -16,6 +16,7 @@ from rag_service.errors import NotFound, ValidationFailed, VersionConflict
 from rag_service.models import Chunk, Document, DocumentVersion, Index, Job, UploadBlob, utcnow
 from rag_service.services.access import Access, AccessService, Boundary, nfc, spellings
 from rag_service.services.common import Principal, audit, get_owned, page_of
+from rag_service.services.events import emit_document, reported_version
 from rag_service.services.values import parse_int64, readable_metadata
 from rag_service.services.ingestion import (
     IngestionService,
@@ -362,11 +363,13 @@ class DocumentService:
         index = access.index
         if hard:
             with self.ctx.db.session() as s:
+                reported = reported_version(s, doc)  # read before its rows go
                 version_ids = select(DocumentVersion.id).where(DocumentVersion.document_id == doc.id)
                 s.exec(delete(Chunk).where(Chunk.document_id == doc.id))
                 s.exec(delete(DocumentVersion).where(DocumentVersion.id.in_(version_ids)))
                 s.exec(delete(Document).where(Document.id == doc.id))
                 audit(s, principal, "document.hard_delete", "document", doc.id, name=doc.name)
+                emit_document(s, "document.purged", doc, reported)  # the outbox: last, then commit
                 s.commit()
             # SQL first: from here search drops every hit of this document, and the
             # points go next (sync_live_flags deletes them once the row is gone).
@@ -376,6 +379,7 @@ class DocumentService:
         with self.ctx.db.session() as s:
             s.exec(update(Document).where(Document.id == doc.id).values(deleted_at=utcnow(), updated_at=utcnow()))
             audit(s, principal, "document.delete", "document", doc.id, name=doc.name)
+            emit_document(s, "document.deleted", s.get(Document, doc.id))
             s.commit()
         self.ingestion.sync_live_flags(index, doc.id)
         self.ingestion.refresh_bm25_average(index.id)
@@ -388,6 +392,7 @@ class DocumentService:
         with self.ctx.db.session() as s:
             s.exec(update(Document).where(Document.id == doc.id).values(deleted_at=None, updated_at=utcnow()))
             audit(s, principal, "document.restore", "document", doc.id, name=doc.name)
+            emit_document(s, "document.restored", s.get(Document, doc.id))
             s.commit()
         self.ingestion.sync_live_flags(index, doc.id)
         return self.get(principal, doc.id, boundary=boundary)

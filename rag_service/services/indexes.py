@@ -14,6 +14,7 @@ from rag_service.errors import Conflict, ValidationFailed
 from rag_service.models import Chunk, Document, DocumentVersion, Index, new_id, utcnow
 from rag_service.stores.embedder import identity_of
 from rag_service.services.common import PRIVACY_TIERS, Principal, audit, page_of
+from rag_service.services.events import emit_document, reported_version
 
 MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b"}
 
@@ -164,12 +165,16 @@ class IndexService:
         index = self.get_owned(principal, index_id)
         index_id = index.id
         with self.ctx.db.session() as s:
+            # Every document goes with the index: each is reported purged, in the same transaction.
+            purged = [(doc, reported_version(s, doc)) for doc in s.exec(select(Document).where(Document.index_id == index_id))]
             version_ids = select(DocumentVersion.id).join(Document).where(Document.index_id == index_id)
             s.exec(delete(Chunk).where(Chunk.index_id == index_id))
             s.exec(delete(DocumentVersion).where(DocumentVersion.id.in_(version_ids)))
             s.exec(delete(Document).where(Document.index_id == index_id))
             s.exec(delete(Index).where(Index.id == index_id))
             audit(s, principal, "index.delete", "index", index_id, name=index.name)
+            for doc, version in purged:  # the outbox: last, then commit
+                emit_document(s, "document.purged", doc, version, reason="index_deleted")
             s.commit()
         # SQL first: once the rows are gone nothing can be served from the collection.
         self.ctx.vectors.drop_collection(index.collection)

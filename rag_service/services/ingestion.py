@@ -22,6 +22,7 @@ from pipelines.types import ChunkDraft
 from rag_service.context import ServiceContext
 from rag_service.errors import CorruptDocument, EmptyDocument, RetrievalUnavailable, UnsupportedMediaType
 from rag_service.models import Chunk, Document, DocumentVersion, Index, utcnow
+from rag_service.services.events import emit_version_outcome
 from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import Filter, Match, Range, StoreUnavailable, VectorPoint
 
@@ -240,6 +241,7 @@ class IngestionService:
     def _mark_failed(self, version_id: str, error: str) -> None:
         with self.ctx.db.session() as s:
             s.exec(update(DocumentVersion).where(DocumentVersion.id == version_id).values(status="failed", error=error[:2000]))
+            emit_version_outcome(s, version_id, error=error[:2000])  # the outbox: commits with the change
             s.commit()
 
     def promote(self, index: Index, document_id: str, version_id: str, version: int,
@@ -264,6 +266,7 @@ class IngestionService:
                 .where(DocumentVersion.id == version_id)
                 .values(status="ready", ready_at=utcnow(), error=None, **(counts or {}))
             )
+            emit_version_outcome(s, version_id)  # the outbox: commits with the change
             s.commit()
         self.sync_live_flags(index, document_id, flagged_live=version)
         promoted = sum(counts.values()) if counts else None

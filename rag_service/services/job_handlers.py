@@ -3,6 +3,7 @@ again after its process died redoes only what is not done."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from rag_service.errors import ServiceError
-from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, UploadBlob, utcnow
+from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, Job, UploadBlob, utcnow
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.boundaries import DEFAULT_BOUNDARY
 from rag_service.services.common import Principal
@@ -60,11 +61,39 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
                 status="indexing", text=prepared.text, chunk_count=len(chunks)))
             s.commit()
     handle.progress(30)
+    _wait_for_older_versions(handle, version)
     ingestion.index_version(index, document, version, chunks, tokens)
     with ctx.db.session() as s:
         s.exec(sql_delete(UploadBlob).where(UploadBlob.version_id == version.id))
         s.commit()
     return {"document_id": document.id, "version": version.version, "chunk_count": len(chunks)}
+
+
+def _wait_for_older_versions(handle: JobHandle, version: DocumentVersion, stuck_after_s: float = 300.0) -> None:
+    """Versions of one document become ready in version order: an ingest job that overtook an
+    older version still in flight (parsed faster, say) waits for it before promoting, so events
+    and `current_version` move forward one version at a time. Bounded by the job lease: an older
+    version that never finishes (its job gone, a crashed sync upload) cannot hold this one."""
+    ctx = handle.runner.ctx
+    deadline = time.monotonic() + max(ctx.settings.job_lease_seconds, 1.0)
+    beat = time.monotonic()
+    while time.monotonic() < deadline:
+        recent = utcnow() - timedelta(seconds=stuck_after_s)
+        with ctx.db.session() as s:
+            older = s.exec(select(DocumentVersion.id, DocumentVersion.status).where(
+                DocumentVersion.document_id == version.document_id, DocumentVersion.version < version.version,
+                DocumentVersion.status.in_(("pending", "indexing")), DocumentVersion.created_at > recent)).all()
+            pending = [vid for vid, status in older if status == "pending"]
+            queued = set(s.exec(select(Job.params["version_id"].as_string()).where(
+                Job.job_class == "ingest", Job.status.in_(("queued", "running")), Job.id != handle.job.id,
+                Job.params["version_id"].as_string().in_(pending))).all()) if pending else set()
+        still_in_flight = [vid for vid, status in older if status == "indexing" or vid in queued]
+        if not still_in_flight:
+            return
+        if time.monotonic() - beat > 2.0:
+            handle.progress(30)  # also where a cancel request is seen
+            beat = time.monotonic()
+        time.sleep(0.05)
 
 
 # -- eval ------------------------------------------------------------------------

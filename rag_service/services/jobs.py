@@ -9,11 +9,7 @@ once its lease expires. Handlers are idempotent, so running one twice is safe.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import time
-import uuid
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -26,7 +22,9 @@ from rag_service.models import Job, utcnow
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.boundaries import BOUNDARIES, POLICY
 from rag_service.services.job_params import validate_params
+from rag_service.services.loops import ClaimLoops
 from rag_service.services.common import PRIVACY_TIERS, Principal, audit, get_owned, page_of
+from rag_service.services.events import emit, job_summary
 
 log = logging.getLogger(__name__)
 
@@ -193,62 +191,26 @@ class JobHandle:
             raise JobCancelled()
 
 
-class JobRunner:
-    """Claims and runs jobs: a thread in the API process, or the `rag-service worker` loop."""
+class JobRunner(ClaimLoops):
+    """Claims and runs jobs: threads in the API process, or the `rag-service worker` loop."""
+
+    thread_name = "job-runner"
 
     def __init__(self, ctx: ServiceContext, lease_seconds: float = 60.0, poll_seconds: float = 0.5,
                  handlers: dict[str, Callable[[JobHandle], dict]] | None = None, concurrency: int = 1) -> None:
         from rag_service.services.job_handlers import HANDLERS
 
-        self.ctx = ctx
-        self.lease_seconds = lease_seconds
-        self.poll_seconds = poll_seconds
-        self.handlers = handlers or HANDLERS
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         # Several loops at once: ingest jobs of many async uploads then overlap (one parses
         # while another embeds) and share model batches, as a batch upload's files do.
-        self.concurrency = max(1, concurrency)
-        self._threads: list[threading.Thread] = []
-        self.last_heartbeat: float | None = None
+        super().__init__(concurrency, poll_seconds)
+        self.ctx = ctx
+        self.lease_seconds = lease_seconds
+        self.handlers = handlers or HANDLERS
         self.running: set[str] = set()
 
-    # -- lifecycle -------------------------------------------------------------
     @property
     def current_job(self) -> str | None:
         return next(iter(sorted(self.running)), None)
-
-    def start(self) -> None:
-        self._threads = [threading.Thread(target=self.run_forever, name=f"job-runner-{n}", daemon=True)
-                         for n in range(self.concurrency)]
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def alive(self) -> bool:
-        return any(t.is_alive() for t in self._threads) and not self._stop.is_set()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def run_forever(self) -> None:
-        while not self._stop.is_set():
-            self.last_heartbeat = time.time()
-            try:
-                ran = self.run_once()
-            except Exception:
-                log.exception("job runner loop error")
-                ran = False
-            if not ran:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
 
     # -- claiming --------------------------------------------------------------
     def _claimable(self, now):
@@ -297,8 +259,13 @@ class JobRunner:
         with self.ctx.db.session() as s:
             # Only the lease holder may finish the job (a revived duplicate loses quietly).
             finished = None if values.get("status") == "queued" else now
-            s.exec(update(Job).where(Job.id == job_id, Job.lease_owner == self.owner)
-                   .values(finished_at=finished, updated_at=now, lease_expires_at=None, **values))
+            done = s.exec(update(Job).where(Job.id == job_id, Job.lease_owner == self.owner)
+                          .values(finished_at=finished, updated_at=now, lease_expires_at=None, **values))
+            if done.rowcount == 1 and values.get("status") in ("succeeded", "failed"):
+                job = s.get(Job, job_id)  # the outbox: the job's outcome commits with its event
+                emit(s, job.project_id, f"job.{job.status}",
+                     {"job_id": job.id, "job_class": job.job_class, "status": job.status, "index_id": job.index_id,
+                      "result": job_summary(job.result), "error": job.error}, index_id=job.index_id)
             s.commit()
 
     def _execute(self, job: Job) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import func, update
 from sqlmodel import select
 
 from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, Job, new_id, utcnow
+from rag_service.services.events import emit
 from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_text
 from rag_service.services.job_params import parse_eval_set
 from rag_service.services.jobs import JobHandle, PermanentJobError
@@ -240,11 +241,18 @@ def _refresh_chunk_counts(ctx, index_id: str, collection: str) -> None:
         s.commit()
 
 
-def _swap(ctx, index: Index, new_values: dict[str, Any]) -> bool:
+def _swap(ctx, index: Index, new_values: dict[str, Any], job_id: str | None = None, rolled_back: bool = False) -> bool:
     previous = {f: getattr(index, f) for f in SETTINGS_FIELDS}
     with ctx.db.session() as s:
         swapped = s.exec(update(Index).where(Index.id == index.id, Index.collection == index.collection)
                          .values(previous=previous, updated_at=utcnow(), **new_values))
+        if swapped.rowcount == 1:  # the outbox: the swap and its event commit together
+            emit(s, index.project_id, "index.reindexed", {
+                "index_id": index.id, "job_id": job_id, "rolled_back": rolled_back,
+                "collection": new_values.get("collection"), "previous_collection": index.collection,
+                "embedding_model": new_values.get("embedding_model", index.embedding_model),
+                "chunk_max_characters": new_values.get("chunk_max_characters", index.chunk_max_characters),
+                "chunk_overlap": new_values.get("chunk_overlap", index.chunk_overlap)}, index_id=index.id)
         s.commit()
     return swapped.rowcount == 1
 
@@ -261,7 +269,7 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
             raise PermanentJobError("nothing to roll back to: this index was never reindexed")
         # Settings saved before encoder identity was recorded were torch fp32.
         target = {"embedding_backend": "torch", "embedding_precision": "fp32"} | dict(index.previous)
-        if not _swap(ctx, index, target):
+        if not _swap(ctx, index, target, job_id=job.id, rolled_back=True):
             raise RuntimeError("the index changed during rollback; retry")
         _refresh_chunk_counts(ctx, index.id, target["collection"])
         handed = Index(**{**index.model_dump(), **target})
@@ -333,7 +341,7 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
                             + json.dumps({k: v for k, v in gates["stale"].items() if k != "passed"})}
         return result | {"swapped": False, "failed_gates": failed, "reason": "; ".join(reasons[f] for f in failed)}
     new_values["bm25_avg_len"] = shadow.bm25_avg_len
-    if not _swap(ctx, index, new_values):
+    if not _swap(ctx, index, new_values, job_id=job.id):
         raise RuntimeError("the index changed during the reindex; retry")
     # Writes that landed on the old collection between the check and the swap: add them now.
     after = catch_up(ctx, shadow, index.id, known, build_started)

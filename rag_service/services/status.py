@@ -12,6 +12,7 @@ from rag_service.context import ServiceContext
 from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index
 from rag_service.services.boundaries import BOUNDARIES, POLICY
 from rag_service.services.common import PRIVACY_TIERS, Principal
+from rag_service.services.events import EVENT_TYPES
 from rag_service.services.jobs import JOB_CLASSES, JobService
 
 
@@ -58,6 +59,15 @@ class StatusService:
         return {"owner": runner.owner, "current_job": runner.current_job,
                 "last_loop_s_ago": round(time.time() - (runner.last_heartbeat or time.time()), 3)}
 
+    def _deliverer_probe(self) -> dict[str, Any]:
+        from rag_service.services.delivery import owed
+
+        deliverer = getattr(self.ctx, "deliverer", None)
+        if deliverer is None or not deliverer.alive():
+            raise RuntimeError("no webhook deliverer in this process (rag-service worker processes may still deliver)")
+        pending, oldest = owed(self.ctx)
+        return {"owner": deliverer.owner, "deliveries_pending": pending, "oldest_pending_s": round(oldest, 3)}
+
     def _reranker_probe(self) -> dict[str, Any]:
         from rag_service.services.search import Reranker
 
@@ -79,6 +89,8 @@ class StatusService:
             # RAG_JOB_RUNNER=off: `rag-service worker` processes run the jobs, not this one.
             "job_runner": self._optional(ctx.settings.job_runner == "inprocess", self._runner_probe),
             "reranker": self._optional(bool(ctx.settings.rerank_model), self._reranker_probe),
+            # RAG_WEBHOOK_DELIVERY=off: `rag-service worker` processes deliver, not this one.
+            "webhook_deliverer": self._optional(ctx.settings.webhook_delivery == "inprocess", self._deliverer_probe),
         }
         ok = all(c["reachable"] for c in components.values() if c.get("configured", True))
         if not ctx.settings.rerank_model:
@@ -112,6 +124,14 @@ class StatusService:
             "privacy_tiers": list(PRIVACY_TIERS),
             "boundary_policy": POLICY,
             "job_classes": {name: spec["status"] for name, spec in JOB_CLASSES.items()},
+            # Lifecycle events (docs/operations.md): the stream reads SQL; webhooks need a deliverer.
+            "events": {
+                "event_stream": "live" if components["metadata_db"]["reachable"] else "unavailable",
+                "webhooks": ("available_when_configured" if ctx.settings.webhook_delivery != "inprocess"
+                             else "live" if components["webhook_deliverer"]["reachable"] else "unavailable"),
+                "event_types": list(EVENT_TYPES),
+                "retention_hours": ctx.settings.event_retention_hours,
+            },
         }
         if principal is not None and components["metadata_db"]["reachable"]:
             out["project"] = self._project(principal)

@@ -57,19 +57,31 @@ REQUIRED_ROLE = {
     ("GET", "/v1/audit-log"): "admin",
     ("GET", "/v1/tools/openai"): "reader",
     ("POST", "/v1/tools/call"): "reader",
+    ("GET", "/v1/webhooks"): "admin",
+    ("POST", "/v1/webhooks"): "admin",
+    ("GET", "/v1/webhooks/{webhook_id}"): "admin",
+    ("PATCH", "/v1/webhooks/{webhook_id}"): "admin",
+    ("DELETE", "/v1/webhooks/{webhook_id}"): "admin",
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): "admin",
+    ("POST", "/v1/webhooks/{webhook_id}/test"): "admin",
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): "admin",
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): "admin",
+    ("GET", "/v1/events"): "reader",
 }
 
 SECRET = "ultraviolet-pelican-ledger"  # a word only project A's document holds (and searches ask for)
 BODY_ONLY = "report number"  # in A's document text, never in a request: must never reach project B
 DESTRUCTIVE = {("DELETE", "/v1/indexes/{index_id}"), ("DELETE", "/v1/keys/{key_id}"),
-               ("DELETE", "/v1/indexes/{index_id}/documents/{document_id}"), ("DELETE", "/v1/documents/{document_id}")}
+               ("DELETE", "/v1/indexes/{index_id}/documents/{document_id}"), ("DELETE", "/v1/documents/{document_id}"),
+               ("DELETE", "/v1/webhooks/{webhook_id}")}
 
 
 class World:
     """Project A's objects, and keys for every role of A plus B's admin."""
 
     def __init__(self, app_factory) -> None:
-        self.client, self.ctx = app_factory()
+        # Webhooks point at a closed loopback port (allowed here) and are never sent.
+        self.client, self.ctx = app_factory(webhook_allow_private=True, webhook_delivery="off")
         self.keys = {role: new_key(self.ctx, "project-a", role) for role in ROLES}
         self.keys["other"] = new_key(self.ctx, "project-b", "admin")
         self.admin = Api(self.client, self.keys["admin"])
@@ -86,7 +98,9 @@ class World:
         search = self.admin.search(SECRET, index["id"])
         assert BODY_ONLY in search.text  # so its absence below means something
         key = self.admin.post("/v1/keys", json={"role": "reader", "name": f"throwaway-{n}"})
-        return {"index_id": index["id"], "document_id": doc.json()["id"], "name": doc.json()["name"], "version": "1",
+        hook = self.admin.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["*"]}).json()
+        delivery = self.admin.post(f"/v1/webhooks/{hook['id']}/test").json()
+        return {"webhook_id": hook["id"], "delivery_id": delivery["id"],"index_id": index["id"], "document_id": doc.json()["id"], "name": doc.json()["name"], "version": "1",
                 "job_id": job.json()["id"], "evidence_id": search.json()["evidence"]["evidence_id"], "key_id": key.json()["id"]}
 
     def call(self, method: str, path: str, key: str | None, ids: dict[str, str]):
@@ -105,6 +119,13 @@ class World:
             kwargs["json"] = {"role": "reader"}
         elif (method, path) == ("POST", "/v1/rag/jobs"):
             kwargs["json"] = {"job_class": "reconcile", "index_id": ids["index_id"]}
+        elif (method, path) == ("POST", "/v1/webhooks"):
+            kwargs["json"] = {"url": "http://127.0.0.1:9/other", "events": ["document.version.ready"]}
+        elif (method, path) == ("PATCH", "/v1/webhooks/{webhook_id}"):
+            kwargs["json"] = {"description": "patched"}
+        elif (method, path) == ("GET", "/v1/events"):  # the whole retained stream, then the stream ends
+            kwargs["params"] = {"timeout_s": 0.3}
+            headers["Last-Event-ID"] = "0"
         elif (method, path) == ("POST", "/v1/tools/call"):
             kwargs["json"] = {"name": "search", "arguments": {"query": SECRET}}
         return self.client.request(method, url, **kwargs)

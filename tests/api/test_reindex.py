@@ -1,5 +1,6 @@
 """The reindex job: shadow build, evaluation gates (precision, latency, stale memory), alias swap, rollback."""
 
+import json
 import threading
 import time
 
@@ -55,6 +56,13 @@ def test_reindex_swaps_when_not_worse_and_rolls_back(app_factory):
     # the version uploaded after the swap is served after the rollback too
     hits = api.search("Atlantic widening", i).json()["results"]
     assert hits and hits[0]["document_name"] == "oceans" and hits[0]["version"] == 2
+    # each swap was reported as it committed (the event stream and webhooks get index.reindexed)
+    stream = api.get("/v1/events", params={"timeout_s": 0.3, "types": "index.reindexed"},
+                     headers={"Last-Event-ID": "0"}).text
+    swaps = [json.loads(line[5:])["data"] for line in stream.splitlines() if line.startswith("data:")]
+    assert [(s["rolled_back"], s["collection"]) for s in swaps] == [
+        (False, result["shadow_collection"]), (True, index["collection_alias"])]
+    assert all(s["index_id"] == i for s in swaps) and swaps[0]["chunk_max_characters"] == 2000
 
 
 def test_reindex_keeps_old_collection_when_worse(app_factory):
@@ -116,7 +124,7 @@ def test_reindex_latency_gate_shrugs_off_one_slow_query(app_factory, monkeypatch
     runs old/new interleaved, latency_rounds times, and counts with its median."""
     api, ctx, index = _setup(app_factory)
     result = _reindex_with_slow_shadow(api, ctx, index, monkeypatch, slow_calls=1, slack_ms=100)
-    assert result["swapped"] is True, result
+    assert result["swapped"] is True, (result.get("reason"), result["gates"]["latency"])
     assert result["new"]["hybrid"]["latency_rounds"] == 3 and result["new"]["hybrid"]["latency_ms_p95"] < 500
 
 

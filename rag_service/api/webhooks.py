@@ -1,0 +1,89 @@
+"""/v1/webhooks: a project's signed lifecycle webhooks (admin role)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag_service.api.deps import Paging, admin, get_ctx
+from rag_service.context import ServiceContext
+from rag_service.services.common import Principal
+from rag_service.services.webhooks import MAX_URL_LENGTH, WebhookService
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=MAX_URL_LENGTH)
+    events: list[str] = Field(min_length=1, max_length=50)
+    description: str | None = Field(None, max_length=1000)
+    secret: str | None = Field(None, max_length=200)
+
+
+class WebhookPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(None, max_length=MAX_URL_LENGTH)
+    events: list[str] | None = Field(None, min_length=1, max_length=50)
+    description: str | None = Field(None, max_length=1000)
+    enabled: bool | None = None
+
+
+class SecretRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: str | None = Field(None, max_length=200)
+
+
+@router.post("", status_code=201)
+def create_webhook(body: WebhookCreate, p: Principal = Depends(admin),
+                   ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return WebhookService(ctx).create(p, body.model_dump())
+
+
+@router.get("")
+def list_webhooks(paging: Paging = Depends(), p: Principal = Depends(admin),
+                  ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return WebhookService(ctx).list(p, paging.page, paging.per_page)
+
+
+@router.get("/{webhook_id}")
+def get_webhook(webhook_id: str, p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return WebhookService(ctx).get(p, webhook_id)
+
+
+@router.patch("/{webhook_id}")
+def update_webhook(webhook_id: str, body: WebhookPatch, p: Principal = Depends(admin),
+                   ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return WebhookService(ctx).update(p, webhook_id, body.model_dump(exclude_unset=True))
+
+
+@router.delete("/{webhook_id}", status_code=204)
+def delete_webhook(webhook_id: str, p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)) -> Response:
+    WebhookService(ctx).delete(p, webhook_id)
+    return Response(status_code=204)
+
+
+@router.post("/{webhook_id}/rotate-secret")
+def rotate_secret(webhook_id: str, body: SecretRotate | None = None, p: Principal = Depends(admin),
+                  ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return WebhookService(ctx).rotate_secret(p, webhook_id, body.secret if body else None)
+
+
+@router.post("/{webhook_id}/test", status_code=202)
+def send_test(webhook_id: str, p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return WebhookService(ctx).send_test(p, webhook_id)
+
+
+@router.get("/{webhook_id}/deliveries")
+def list_deliveries(webhook_id: str, paging: Paging = Depends(),
+                    status: str | None = Query(None, pattern="^(pending|delivering|succeeded|failed)$"),
+                    p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return WebhookService(ctx).deliveries(p, webhook_id, paging.page, paging.per_page, status)
+
+
+@router.post("/{webhook_id}/deliveries/{delivery_id}/redeliver", status_code=202)
+def redeliver(webhook_id: str, delivery_id: str, p: Principal = Depends(admin),
+              ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
+    return WebhookService(ctx).redeliver(p, webhook_id, delivery_id)
