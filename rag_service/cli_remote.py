@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rag_service.cli_events import events_command, settle_queued
 from rag_service.client import DEFAULT_URL, RagClient, RagError
 
 UrlOpt = Annotated[Optional[str], typer.Option("--url", envvar="RAG_URL", help=f"service URL (default {DEFAULT_URL})")]
@@ -53,7 +54,7 @@ def _print_json(value: Any) -> None:
 
 
 @contextmanager
-def _client(url: str | None, api_key: str | None) -> Iterator[RagClient]:
+def client_session(url: str | None, api_key: str | None) -> Iterator[RagClient]:
     """A client for one command; service errors become a message and exit code 1."""
     client = make_client(url, api_key)
     try:
@@ -95,7 +96,7 @@ indexes_app = typer.Typer(help="Indexes of the project the API key belongs to.",
 @indexes_app.command("list")
 def indexes_list(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
     """List indexes."""
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         items = list(client.iter_indexes())
     if as_json:
         return _print_json(items)
@@ -116,7 +117,7 @@ def indexes_create(
     url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Create an index."""
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         index = client.create_index(name, privacy_tier=privacy_tier, description=description,
                                     embedding_model=embedding_model, chunk_max_characters=chunk_max_characters,
                                     chunk_overlap=chunk_overlap)
@@ -129,7 +130,7 @@ def indexes_create(
 def indexes_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
                    url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     """Delete an index (by name or id) with all its documents and vectors."""
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         index = _index(client, name)
         if not yes:
             typer.confirm(f"delete index {index['name']!r} and its {index['document_count']} documents?", abort=True)
@@ -147,6 +148,7 @@ class FileResult:
     version: int | None = None
     document_id: str | None = None
     reason: str | None = None
+    queued: bool = False  # uploaded with --async: its ingest job has not reported yet
 
 
 def collect_files(root: Path) -> tuple[list[tuple[Path, str]], list[FileResult]]:
@@ -207,7 +209,7 @@ def _read_new(path: Path, source: str, metadata: dict[str, Any],
 
 
 def upload_batch(client: RagClient, index_id: str, batch: list[tuple[Path, str]], extra: dict[str, Any],
-                 existing: dict[str, dict[str, Any]]) -> list[FileResult]:
+                 existing: dict[str, dict[str, Any]], run_async: bool = False) -> list[FileResult]:
     """One POST .../documents/batch for the files of `batch` that changed; a file's failure is its own."""
     results, sending = [], []
     for path, source in batch:
@@ -221,7 +223,8 @@ def upload_batch(client: RagClient, index_id: str, batch: list[tuple[Path, str]]
         return results
     try:
         answer = client.upload_batch(index_id, [{"file": data, "filename": Path(r.path).name, "name": r.name,
-                                                 "metadata": metadata} for r, data, metadata in sending])
+                                                 "metadata": metadata} for r, data, metadata in sending],
+                                     run_async=run_async)
         items = answer["items"]
     except RagError as exc:  # the whole request was refused (auth, boundary, size)
         items = [{"status_code": exc.status, "code": exc.code, "message": exc.message}] * len(sending)
@@ -230,6 +233,10 @@ def upload_batch(client: RagClient, index_id: str, batch: list[tuple[Path, str]]
     for (result, _, _), item in zip(sending, items):
         if item["status_code"] == 0 or item["status_code"] >= 400:
             result.reason = f"{item['code']}: {item['message']}"
+        elif item["status_code"] == 202:  # queued: an ingest job indexes it
+            doc = item["document"]
+            result.outcome = "created" if doc["version"] == 1 else "updated"
+            result.version, result.document_id, result.queued = doc["version"], doc["id"], True
         else:
             result.outcome = "unchanged" if item.get("unchanged") else ("created" if item["version"] == 1 else "updated")
             result.version, result.document_id = item["version"], item["id"]
@@ -243,6 +250,10 @@ def ingest(
     create: Annotated[bool, typer.Option("--create", help="create the index if it does not exist")] = False,
     metadata: Annotated[Optional[str], typer.Option(help="JSON object of metadata for every file")] = None,
     workers: Annotated[int, typer.Option(min=1, max=32, help="batch requests in flight (each up to 32 files)")] = 2,
+    run_async: Annotated[bool, typer.Option("--async", help="queue ingest jobs instead of waiting for each request")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="with --async: wait until every uploaded version is ready "
+                                                     "or failed (follows the event stream)")] = False,
+    wait_timeout: Annotated[float, typer.Option(help="seconds --wait waits at most")] = 3600.0,
     url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Upload a file, or a folder's files, into an index.
@@ -252,7 +263,7 @@ def ingest(
     ':'; its metadata records that path as `source_path`. Exits 1 if any failed."""
     extra = _json_option(metadata, "--metadata") or {}
     files, results = collect_files(path)
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         target = client.find_index(index)
         if target is None and create:
             target = client.create_index(index)
@@ -260,16 +271,19 @@ def ingest(
             _err().print(f"[red]error[/red] no index named {escape(index)!r} (use --create to make it)")
             raise typer.Exit(1)
         existing = {d["name"]: d for d in client.iter_documents(target["id"])}
+        position = client.event_position() if wait and run_async else 0
         progress = Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=_err(), disable=as_json)
         with progress, ThreadPoolExecutor(max_workers=workers) as pool:
             task = progress.add_task("ingest", total=len(files))
-            futures = [pool.submit(upload_batch, client, target["id"], batch, extra, existing)
+            futures = [pool.submit(upload_batch, client, target["id"], batch, extra, existing, run_async)
                        for batch in plan_batches(files)]
             for future in as_completed(futures):
                 done = future.result()
                 results.extend(done)
                 progress.advance(task, len(done))
+        if wait and run_async:
+            settle_queued(client, [r for r in results if r.queued], position, wait_timeout)
     results.sort(key=lambda r: r.source)
     counts = {k: sum(r.outcome == k for r in results) for k in ("created", "updated", "unchanged", "failed", "skipped")}
     if as_json:
@@ -315,7 +329,7 @@ def search(
 ) -> None:
     """Search, and show the hits with highlights and citations."""
     parsed_filters = _json_option(filters, "--filter")
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         index_ids = [_index(client, i)["id"] for i in index] if index else None
         body = client.search(query, top_k=top_k, mode=mode, result_type=result_type, filters=parsed_filters,
                              data_boundary=data_boundary, index_ids=index_ids)
@@ -350,7 +364,7 @@ jobs_app = typer.Typer(help="Jobs of the project (the /v1/rag/jobs contract).", 
 def jobs_list(status: Annotated[Optional[str], typer.Option(help="only jobs in this state")] = None,
               url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
     """List jobs."""
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         body = client.list_jobs(status=status, per_page=200)
     if as_json:
         return _print_json(body)
@@ -367,14 +381,14 @@ def jobs_list(status: Annotated[Optional[str], typer.Option(help="only jobs in t
 @jobs_app.command("show")
 def jobs_show(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     """Show one job as JSON."""
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         _print_json(client.get_job(job_id))
 
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
     """Ask a job to stop."""
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         job = client.cancel_job(job_id)
     if as_json:
         return _print_json(job)
@@ -384,7 +398,7 @@ def jobs_cancel(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json
 
 def status(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
     """What is live: component health and retrieval modes."""
-    with _client(url, api_key) as client:
+    with client_session(url, api_key) as client:
         body = client.status()
     if as_json:
         return _print_json(body)
@@ -419,3 +433,4 @@ def register(app: typer.Typer) -> None:
     app.command("search")(search)
     app.command("status")(status)
     app.command("mcp")(mcp)
+    app.command("events")(events_command(client_session))

@@ -32,6 +32,7 @@ import anyio
 import httpx
 
 import rag_service
+from rag_service.sse import StreamEvent, parse_sse
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 Json = Any  # decoded JSON: a dict for every endpoint but the tools list, None for 204
@@ -431,6 +432,28 @@ class RagClient(_Config, _Endpoints[Json]):
                 continue
             return _decode(response)
         raise AssertionError("unreachable")
+
+    def stream_events(self, after: int | None = None, *, types: list[str] | None = None,
+                      timeout_s: float | None = None) -> Iterator[StreamEvent]:
+        """The project's events as they happen (`GET /v1/events`), after event id `after` (None:
+        from now on). `timeout_s` ends the stream; reconnect with the last event's id to resume."""
+        headers = {**self._headers, **({"Last-Event-ID": str(after)} if after is not None else {})}
+        params = _compact({"types": ",".join(types) if types else None, "timeout_s": timeout_s})
+        with self.http.stream("GET", self._prefix + "/v1/events", params=params, headers=headers,
+                              timeout=httpx.Timeout(30.0, read=None)) as response:
+            if response.status_code >= 400:
+                response.read()
+                _decode(response)  # raises the service's error
+            yield from parse_sse(response.iter_lines())
+
+    def event_position(self) -> int:
+        """The id of the latest event: resume after it to see only what happens from now on."""
+        with self.http.stream("GET", self._prefix + "/v1/events", params={"timeout_s": 0.01},
+                              headers=self._headers) as response:
+            response.read()
+            if response.status_code >= 400:
+                _decode(response)
+            return int(response.headers.get("x-event-position", "0"))
 
     def iter_indexes(self, per_page: int = 100) -> Iterator[dict[str, Any]]:
         page = 1

@@ -203,3 +203,34 @@ def test_jobs_and_status_against_the_app(run):
     listed = json.loads(run("jobs", "list", "--json").stdout)
     assert "contract" in listed and "jobs" in listed
     assert run("jobs", "show", "missing").exit_code == 1
+
+
+def test_ingest_async_wait_reports_each_versions_outcome(run, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Avocets sweep the mud for food.")
+    (folder / "b.md").write_text("# Bitterns\n\nBitterns boom at dusk.")
+    (folder / "broken.docx").write_bytes(b"PK\x03\x04 not really a docx")
+    result, summary = ingest_json(run, str(folder), "--index", "kb", "--create", "--async", "--wait",
+                                  "--wait-timeout", "120")
+    assert result.exit_code == 1  # one file failed, and --wait knows it
+    outcomes = {f["name"]: (f["outcome"], f["reason"]) for f in summary["files"]}
+    assert outcomes["a.txt"] == ("created", None) and outcomes["b.md"] == ("created", None)
+    assert outcomes["broken.docx"][0] == "failed" and "corrupt_document" in outcomes["broken.docx"][1]
+    # When the command returns, what it reported created is searchable.
+    index = run.rag.find_index("kb")
+    statuses = {d["name"]: d["status"] for d in run.rag.iter_documents(index["id"])}
+    assert statuses == {"a.txt": "ready", "b.md": "ready", "broken.docx": "failed"}
+
+
+def test_events_command_prints_the_stream(run, tmp_path):
+    index = run.rag.create_index("kb")
+    run.rag.upload(index["id"], b"Dunlins gather on the shore.", filename="d.txt")
+    result = run("events", "--since", "0", "--timeout", "1", "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["event"], e["data"]["name"]) for e in lines] == [("document.version.ready", "d.txt")]
+    text = run("events", "--since", "0", "--timeout", "1", "--types", "document.version.ready")
+    assert "document.version.ready" in text.stdout and "name=d.txt" in text.stdout
+    bad = run("events", "--types", "nope", "--timeout", "1")
+    assert bad.exit_code == 1 and "validation_error" in bad.output
