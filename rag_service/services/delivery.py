@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook as Signer
 from rag_service.context import ServiceContext
 from rag_service.models import Event, Webhook, WebhookDelivery, utcnow
 from rag_service.services.common import audit
-from rag_service.services.events import body_of, prune
+from rag_service.services.events import body_of, notify_after_commit, prune
 from rag_service.services.loops import ClaimLoops
 from rag_service.services.webhooks import refused_address
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 HISTORY_KEPT = 50
 PRUNE_EVERY_S = 300.0
 USER_AGENT = "rag-service-webhooks/0.1"
+PAST_RETENTION = "the event is past retention; it can no longer be sent"
 
 
 def parse_schedule(raw: str) -> list[float]:
@@ -69,7 +70,12 @@ class Deliverer(ClaimLoops):
         # No redirects (a 3xx is a failed attempt), no proxies from the environment.
         self.http = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False)
 
+    def start(self) -> None:
+        notify_after_commit(self.wake)
+        super().start()
+
     def stop(self, timeout: float = 10.0) -> None:
+        notify_after_commit(self.wake, enabled=False)
         super().stop(timeout)
         self.http.close()
 
@@ -87,47 +93,65 @@ class Deliverer(ClaimLoops):
         return or_(and_(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now),
                    and_(WebhookDelivery.status == "delivering", WebhookDelivery.lease_expires_at < now))
 
-    def claim(self) -> WebhookDelivery | None:
+    def claim(self, limit: int = 1) -> list[WebhookDelivery]:
+        """Up to `limit` deliveries, leased in one transaction (a change to several endpoints goes
+        out with one claim and one record, not one pair per endpoint)."""
         now = utcnow()
         earlier = aliased(WebhookDelivery)
-        # One document's deliveries to one endpoint go out one at a time, oldest change first.
+        # One document's deliveries to one endpoint go out one at a time, oldest change first:
+        # a later one is not claimable while an earlier one is owed, so a batch never holds both.
         waits = exists().where(earlier.webhook_id == WebhookDelivery.webhook_id,
                                earlier.document_id == WebhookDelivery.document_id,
                                earlier.event_seq < WebhookDelivery.event_seq,
                                earlier.status.in_(("pending", "delivering")))
+        claimed: list[str] = []
         with self.ctx.db.session() as s:
             q = (select(WebhookDelivery.id).join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
                  .where(self._claimable(now), Webhook.enabled.is_(True), ~waits)
-                 .order_by(WebhookDelivery.event_seq, WebhookDelivery.created_at).limit(5))
+                 .order_by(WebhookDelivery.event_seq, WebhookDelivery.created_at).limit(limit + 4))
             for delivery_id in list(s.exec(q).all()):
-                claimed = s.exec(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id, self._claimable(now))
-                                 .values(status="delivering", lease_owner=self.owner,
-                                         lease_expires_at=now + timedelta(seconds=self.lease_seconds)))
-                if claimed.rowcount == 1:
-                    s.commit()
-                    return s.get(WebhookDelivery, delivery_id)
-            s.rollback()
-        return None
+                won = s.exec(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id, self._claimable(now))
+                             .values(status="delivering", lease_owner=self.owner,
+                                     lease_expires_at=now + timedelta(seconds=self.lease_seconds)))
+                if won.rowcount == 1:
+                    claimed.append(delivery_id)
+                    if len(claimed) == limit:
+                        break
+            if not claimed:
+                s.rollback()
+                return []
+            s.commit()
+            rows = s.exec(select(WebhookDelivery).where(WebhookDelivery.id.in_(claimed))).all()
+        return sorted(rows, key=lambda d: (d.event_seq, d.created_at))
+
+    @property
+    def batch_size(self) -> int:
+        # A batch is sent one attempt after another: all of them must fit in the lease, even if
+        # every receiver runs into the timeout.
+        return max(1, min(16, int(self.lease_seconds // (2 * max(self.ctx.settings.webhook_timeout_s, 0.1)))))
 
     def run_once(self) -> bool:
         self._maybe_prune()
-        delivery = self.claim()
-        if delivery is None:
+        batch = self.claim(self.batch_size)
+        if not batch:
             return False
-        self.attempt(delivery)
+        with self.ctx.db.session() as s:
+            events = {e.seq: e for e in s.exec(select(Event).where(Event.seq.in_({d.event_seq for d in batch})))}
+            hooks = {h.id: h for h in s.exec(select(Webhook).where(Webhook.id.in_({d.webhook_id for d in batch})))}
+        outcomes = [(d, hooks.get(d.webhook_id), events.get(d.event_seq), *self.attempt(d, hooks.get(d.webhook_id),
+                                                                                       events.get(d.event_seq)))
+                    for d in batch]
+        self._record(outcomes)
         return True
 
     # -- one attempt -------------------------------------------------------------------
-    def attempt(self, delivery: WebhookDelivery) -> None:
-        with self.ctx.db.session() as s:
-            event = s.get(Event, delivery.event_seq)
-            hook = s.get(Webhook, delivery.webhook_id)
+    def attempt(self, delivery: WebhookDelivery, hook: Webhook | None,
+                event: Event | None) -> tuple[int | None, float | None, str | None]:
+        """(status code, latency ms, error or None) of one attempt."""
         if hook is None:
-            return  # the endpoint was deleted with its deliveries
+            return None, None, "the endpoint was deleted"
         if event is None:
-            self._record(delivery, hook, None, None, None, "the event is past retention; it can no longer be sent",
-                         final=True)
-            return
+            return None, None, PAST_RETENTION
         status_code, error = None, None
         started = time.perf_counter()
         try:
@@ -136,8 +160,7 @@ class Deliverer(ClaimLoops):
             error = f"timed out after {self.ctx.settings.webhook_timeout_s:g} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
-        latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        self._record(delivery, hook, event, status_code, latency_ms, error)
+        return status_code, round((time.perf_counter() - started) * 1000, 1), error
 
     def _send(self, hook: Webhook, event: Event) -> tuple[int | None, str | None]:
         """POST the event; (status code, error or None). Reads at most the response cap."""
@@ -162,30 +185,37 @@ class Deliverer(ClaimLoops):
                 return response.status_code, None
             return response.status_code, f"HTTP {response.status_code}"
 
-    def _record(self, delivery: WebhookDelivery, hook: Webhook, event: Event | None, status_code: int | None,
-                latency_ms: float | None, error: str | None, final: bool = False) -> None:
+    def _record(self, outcomes: list[tuple[WebhookDelivery, Webhook | None, Event | None, int | None,
+                                           float | None, str | None]]) -> None:
+        """Every attempt of a batch, in one transaction: succeeded, pending with its next retry, or
+        failed (after the last retry the endpoint is disabled)."""
         now = utcnow()
-        attempts = delivery.attempts + 1
-        entry: dict[str, Any] = {"at": now.isoformat(), "status_code": status_code, "latency_ms": latency_ms,
-                                 "error": error}
-        values: dict[str, Any] = {"attempts": attempts, "last_status_code": status_code, "last_latency_ms": latency_ms,
-                                  "last_error": error, "lease_owner": None, "lease_expires_at": None,
-                                  "history": (list(delivery.history or []) + [entry])[-HISTORY_KEPT:]}
-        gave_up = False
-        if error is None:
-            values.update(status="succeeded", delivered_at=now)
-        elif final or attempts > len(self.schedule):
-            values.update(status="failed")
-            gave_up = not final
-        else:
-            values.update(status="pending", next_attempt_at=now + timedelta(seconds=self.schedule[attempts - 1]))
+        observed = []
         with self.ctx.db.session() as s:
-            done = s.exec(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id,
-                                                        WebhookDelivery.lease_owner == self.owner).values(**values))
-            if done.rowcount == 1 and gave_up:
-                self._disable(s, hook, f"delivery {delivery.id} failed {attempts} times; last error: {error}")
+            for delivery, hook, event, status_code, latency_ms, error in outcomes:
+                attempts = delivery.attempts + 1
+                entry = {"at": now.isoformat(), "status_code": status_code, "latency_ms": latency_ms, "error": error}
+                values: dict[str, Any] = {"attempts": attempts, "last_status_code": status_code,
+                                          "last_latency_ms": latency_ms, "last_error": error, "lease_owner": None,
+                                          "lease_expires_at": None,
+                                          "history": (list(delivery.history or []) + [entry])[-HISTORY_KEPT:]}
+                final = hook is None or event is None  # nothing left to send
+                gave_up = False
+                if error is None:
+                    values.update(status="succeeded", delivered_at=now)
+                elif final or attempts > len(self.schedule):
+                    values.update(status="failed")
+                    gave_up = not final
+                else:
+                    values.update(status="pending", next_attempt_at=now + timedelta(seconds=self.schedule[attempts - 1]))
+                done = s.exec(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id,
+                                                            WebhookDelivery.lease_owner == self.owner).values(**values))
+                if done.rowcount == 1 and gave_up:
+                    self._disable(s, hook, f"delivery {delivery.id} failed {attempts} times; last error: {error}")
+                observed.append((event, error, gave_up))
             s.commit()
-        self._observe(event, error, gave_up)
+        for event, error, gave_up in observed:
+            self._observe(event, error, gave_up)
 
     def _disable(self, s, hook: Webhook, reason: str) -> None:
         """After the last retry: the endpoint stops receiving (its owed deliveries wait for it to

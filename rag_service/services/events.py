@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import delete, func, or_, text
+from sqlalchemy import event as sa_event
 from sqlmodel import Session, select
 
 from rag_service.models import Document, DocumentVersion, Event, Webhook, WebhookDelivery, utcnow
@@ -41,6 +42,22 @@ EVENT_LOCK_KEY = 0x7261675F65766E74
 RESULT_SUMMARY_BYTES = 4096
 
 
+# Called after a commit that wrote events (the in-process deliverer's wake): it sends at once
+# instead of at its next poll. Other processes (workers) find the rows when they poll.
+_after_commit: set[Callable[[], None]] = set()
+
+
+def notify_after_commit(callback: Callable[[], None], enabled: bool = True) -> None:
+    (_after_commit.add if enabled else _after_commit.discard)(callback)
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _committed(session) -> None:
+    if session.info.pop("events_written", False):
+        for callback in list(_after_commit):
+            callback()
+
+
 def emit(s: Session, project_id: str, event_type: str, data: dict[str, Any], *, index_id: str | None = None,
          document_id: str | None = None, webhook_id: str | None = None) -> Event:
     """Add the event and its deliveries to the caller's transaction; the caller commits next,
@@ -59,6 +76,7 @@ def emit(s: Session, project_id: str, event_type: str, data: dict[str, Any], *, 
             continue
         s.add(WebhookDelivery(project_id=project_id, webhook_id=hook.id, event_seq=event.seq, event_id=event.id,
                               event_type=event_type, document_id=document_id))
+    s.info["events_written"] = True
     return event
 
 

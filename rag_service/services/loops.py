@@ -28,7 +28,9 @@ class ClaimLoops:
         self.poll_seconds = poll_seconds
         self.owner = lease_owner()
         self.last_heartbeat: float | None = None
-        self._wake = threading.Event()
+        # wake() rouses one idle thread per call (not all of them: each would run a claim query).
+        self._wakeup = threading.Condition()
+        self._wakes = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -44,7 +46,8 @@ class ClaimLoops:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._wake.set()
+        with self._wakeup:
+            self._wakeup.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -53,7 +56,15 @@ class ClaimLoops:
         return any(t.is_alive() for t in self._threads) and not self._stop.is_set()
 
     def wake(self) -> None:
-        self._wake.set()
+        with self._wakeup:
+            self._wakes += 1
+            self._wakeup.notify()
+
+    def _idle(self) -> None:
+        with self._wakeup:
+            if not self._wakes and not self._stop.is_set():
+                self._wakeup.wait(self.poll_seconds)
+            self._wakes = max(0, self._wakes - 1)
 
     def run_forever(self) -> None:
         while not self._stop.is_set():
@@ -64,5 +75,4 @@ class ClaimLoops:
                 log.exception("%s loop error", self.thread_name)
                 did = False
             if not did:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+                self._idle()
