@@ -9,7 +9,7 @@ import sys
 # Each name is a module in this package with add_parser(subparsers) and run(args) -> int.
 # Modules are imported lazily-ish (here, at parser build time) so `--help` stays cheap:
 # the service and its models are only imported inside run().
-COMMANDS = ("quality", "stale", "latency", "precision", "ingest", "incremental")
+COMMANDS = ("quality", "stale", "latency", "precision", "ingest", "incremental", "webhooks")
 
 
 def build_parser() -> argparse.ArgumentParser:
