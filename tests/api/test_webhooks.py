@@ -178,8 +178,11 @@ def test_an_endpoint_is_disabled_after_its_last_retry_and_the_disable_is_audited
     time.sleep(0.5)
     assert len(receiver.requests) == 4
     assert api.post(f"/v1/webhooks/{hook['id']}/test").status_code == 422
-    enabled = api.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": True}).json()
-    assert enabled["enabled"] is True and enabled["disabled_reason"] is None
+    enabled = api.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": True, "events": ["webhook.test"]}).json()
+    assert enabled["enabled"] is True and enabled["disabled_reason"] is None and enabled["events"] == ["webhook.test"]
+    bad = api.patch(f"/v1/webhooks/{hook['id']}", json={"url": "ftp://example.com/x"})
+    assert bad.status_code == 422 and bad.json()["field"] == "url"  # a change is checked like a new webhook
+
     api.post(f"/v1/webhooks/{hook['id']}/test")
     wait_for(receiver.delivered, what="a delivery once enabled again")
 
@@ -280,6 +283,8 @@ def test_the_event_stream_resumes_from_last_event_id_without_losing_any(hooked):
     assert [e[2]["data"]["name"] for e in everything] == ["doc0.txt", "doc1.txt", "doc2.txt"]
     resumed = read(str(everything[0][0]))
     assert resumed == everything[1:]
+    by_query = api.get("/v1/events", params={"timeout_s": 0.5, "last_event_id": everything[1][0]})
+    assert by_query.text.count("event: document.version.ready") == 1 and "doc2.txt" in by_query.text
     assert read(str(everything[-1][0])) == []
     # Without Last-Event-ID the stream starts at now; the position it starts from is in a header.
     now = api.get("/v1/events", params={"timeout_s": 0.1})
