@@ -58,7 +58,7 @@ def events_command(client_session: Callable[[str | None, str | None], ContextMan
     return events
 
 
-def wait_for_versions(client: RagClient, pending: dict[tuple[str, int], str], after: int,
+def wait_for_versions(client: RagClient, pending: set[tuple[str, int]], after: int,
                       timeout_s: float) -> dict[tuple[str, int], dict]:
     """Follow the stream from `after` until each (document_id, version) in `pending` is ready or
     failed; returns their outcome events' data (those still missing at the deadline are absent)."""
@@ -85,7 +85,7 @@ def settle_queued(client: RagClient, queued: list, position: int, timeout_s: flo
     """`ingest --async --wait`: each queued file's result (cli_remote.FileResult) takes its
     version's outcome; one still indexing at the deadline counts as failed."""
     by_version = {(r.document_id, r.version): r for r in queued}
-    outcomes = wait_for_versions(client, {k: r.name for k, r in by_version.items()}, position, timeout_s)
+    outcomes = wait_for_versions(client, set(by_version), position, timeout_s)
     for key, result in by_version.items():
         outcome = outcomes.get(key)
         result.queued = outcome is None

@@ -117,10 +117,15 @@ class Settings(BaseSettings):
                              f"RAG_EMBEDDING_PRECISION={self.embedding_precision} (torch: fp32, bf16; onnx: fp32, int8)")
         return self
 
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        """RAG_WEBHOOK_RETRY_SCHEDULE_S as seconds before each retry (checked at start-up below)."""
+        return [float(p) for p in self.webhook_retry_schedule_s.split(",") if p.strip()]
+
     @model_validator(mode="after")
     def _retry_schedule_parses(self) -> "Settings":
         try:
-            delays = [float(p) for p in self.webhook_retry_schedule_s.split(",") if p.strip()]
+            delays = self.webhook_retry_delays
         except ValueError:
             delays = [-1.0]
         if any(d < 0 for d in delays):

@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
-from rag_service.models import AuditLog, Evidence
+from rag_service.models import AuditLog, Evidence, as_utc
 from rag_service.services.common import Principal, get_owned, page_of
 
 
@@ -28,17 +28,12 @@ class AuditService:
             if action:
                 q = q.where(AuditLog.action == action)
             if since:
-                q = q.where(AuditLog.created_at >= _aware(since))
+                q = q.where(AuditLog.created_at >= as_utc(since))
             if until:
-                q = q.where(AuditLog.created_at <= _aware(until))
+                q = q.where(AuditLog.created_at <= as_utc(until))
             total = s.exec(select(func.count()).select_from(q.subquery())).one()
             rows = s.exec(q.order_by(AuditLog.id).offset((page - 1) * per_page).limit(per_page)).all()
         items = [{"id": r.id, "created_at": r.created_at, "action": r.action, "key_id": r.key_id,
                   "target_type": r.target_type, "target_id": r.target_id, "detail": r.detail} for r in rows]
         return page_of(items, total, page, per_page)
 
-
-def _aware(value: datetime) -> datetime:
-    from datetime import timezone
-
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

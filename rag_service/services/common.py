@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from rag_service.models import AuditLog
 
@@ -32,6 +32,20 @@ def get_owned(db, model, object_id: str, project_id: str, what: str, **detail: A
     if obj is None or obj.project_id != project_id:
         raise NotFound(f"{what} not found", **detail)
     return obj
+
+
+def versions_with_live_ingest_job(session: Session, version_ids: list[str], except_job: str | None = None) -> set[str]:
+    """Of these versions, those an ingest job will still index (queued, or running)."""
+    from rag_service.models import Job
+
+    if not version_ids:
+        return set()
+    version_of = Job.params["version_id"].as_string()
+    q = select(version_of).where(Job.job_class == "ingest", Job.status.in_(("queued", "running")),
+                                 version_of.in_(version_ids))
+    if except_job is not None:
+        q = q.where(Job.id != except_job)
+    return set(session.exec(q).all())
 
 
 def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from sqlmodel import select
 from standardwebhooks.webhooks import Webhook as Signer
 
 from rag_service.context import ServiceContext
-from rag_service.models import Event, Webhook, WebhookDelivery, utcnow
+from rag_service.models import Event, Webhook, WebhookDelivery, as_utc, utcnow
 from rag_service.services.common import audit
 from rag_service.services.events import body_of, notify_after_commit, prune
 from rag_service.services.loops import ClaimLoops
@@ -35,26 +35,14 @@ USER_AGENT = "rag-service-webhooks/0.1"
 PAST_RETENTION = "the event is past retention; it can no longer be sent"
 
 
-def parse_schedule(raw: str) -> list[float]:
-    """RAG_WEBHOOK_RETRY_SCHEDULE_S: seconds to wait before each retry, comma-separated."""
-    values = [float(part) for part in raw.split(",") if part.strip()]
-    if any(v < 0 for v in values):
-        raise ValueError("retry delays must be >= 0")
-    return values
-
-
 def signature_header(hook: Webhook, msg_id: str, at: datetime, body: str) -> str:
     """Standard Webhooks signatures, space-separated: the current secret's, and during a
     rotation's grace period the previous one's (a receiver holding either verifies)."""
     secrets = [hook.secret]
     until = hook.previous_secret_until
-    if hook.previous_secret and until is not None and _aware(until) > at:
+    if hook.previous_secret and until is not None and as_utc(until) > at:
         secrets.append(hook.previous_secret)
     return " ".join(Signer(s).sign(msg_id, at, body) for s in secrets)
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 class Deliverer(ClaimLoops):
@@ -64,7 +52,7 @@ class Deliverer(ClaimLoops):
         settings = ctx.settings
         super().__init__(concurrency or settings.webhook_concurrency, poll_seconds)
         self.ctx = ctx
-        self.schedule = parse_schedule(settings.webhook_retry_schedule_s)
+        self.schedule = settings.webhook_retry_delays
         self.lease_seconds = settings.webhook_lease_seconds
         self._last_prune = 0.0
         # No redirects (a 3xx is a failed attempt), no proxies from the environment.
@@ -235,7 +223,7 @@ class Deliverer(ClaimLoops):
         if gave_up:
             metrics.webhook_given_up.inc()
         if error is None and event is not None:
-            metrics.webhook_lag.observe(max(0.0, (utcnow() - _aware(event.created_at)).total_seconds()))
+            metrics.webhook_lag.observe(max(0.0, (utcnow() - as_utc(event.created_at)).total_seconds()))
 
 
 def owed(ctx: ServiceContext) -> tuple[int, float]:
@@ -245,5 +233,5 @@ def owed(ctx: ServiceContext) -> tuple[int, float]:
     with ctx.db.session() as s:
         count, oldest = s.exec(select(func.count(WebhookDelivery.id), func.min(WebhookDelivery.created_at))
                                .where(WebhookDelivery.status.in_(("pending", "delivering")))).one()
-    age = (utcnow() - _aware(oldest)).total_seconds() if oldest is not None else 0.0
+    age = (utcnow() - as_utc(oldest)).total_seconds() if oldest is not None else 0.0
     return int(count or 0), max(0.0, age)

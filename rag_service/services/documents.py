@@ -13,9 +13,9 @@ from sqlmodel import delete, select
 
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed, VersionConflict
-from rag_service.models import Chunk, Document, DocumentVersion, Index, Job, UploadBlob, utcnow
+from rag_service.models import Chunk, Document, DocumentVersion, Index, UploadBlob, utcnow
 from rag_service.services.access import Access, AccessService, Boundary, nfc, spellings
-from rag_service.services.common import Principal, audit, get_owned, page_of
+from rag_service.services.common import Principal, audit, get_owned, page_of, versions_with_live_ingest_job
 from rag_service.services.events import emit_document, reported_version
 from rag_service.services.values import parse_int64, readable_metadata
 from rag_service.services.ingestion import (
@@ -182,7 +182,8 @@ class DocumentService:
             if if_version is not None and if_version != doc.latest_version:
                 raise _conflict(doc.latest_version, if_version)
             latest = self._latest(s, doc)
-            queued = latest is not None and latest.status == "pending" and self._has_live_job(s, latest)
+            queued = (latest is not None and latest.status == "pending"
+                      and bool(versions_with_live_ingest_job(s, [latest.id])))
         if (
             latest is not None
             and doc.deleted_at is None
@@ -195,13 +196,6 @@ class DocumentService:
         ):
             return document_view(doc, latest, unchanged=True)
         return None
-
-    @staticmethod
-    def _has_live_job(s, version: DocumentVersion) -> bool:
-        """An ingest job that will still index this pending version (queued, or running)."""
-        jobs = s.exec(select(Job.params).where(Job.job_class == "ingest", Job.status.in_(("queued", "running")),
-                                               Job.params["version_id"].as_string() == version.id)).all()
-        return bool(jobs)
 
     def _allocate_version(self, principal: Principal, index: Index, name: str, prepared: PreparedUpload,
                           metadata: dict, if_version: int | None, status: str = "indexing", blob: bytes | None = None):

@@ -24,7 +24,8 @@ from sqlalchemy import delete, func, or_, text
 from sqlalchemy import event as sa_event
 from sqlmodel import Session, select
 
-from rag_service.models import Document, DocumentVersion, Event, Webhook, WebhookDelivery, utcnow
+from rag_service.errors import ValidationFailed
+from rag_service.models import Document, DocumentVersion, Event, Webhook, WebhookDelivery, as_utc, utcnow
 
 EVENT_TYPES = (
     "document.version.ready",
@@ -80,6 +81,15 @@ def emit(s: Session, project_id: str, event_type: str, data: dict[str, Any], *, 
     return event
 
 
+def check_event_types(types: Iterable[str], field: str, allow_all: bool = False) -> set[str]:
+    """The named event types, or validation_error naming those that do not exist."""
+    types = set(types)
+    unknown = sorted(types - set(EVENT_TYPES) - ({"*"} if allow_all else set()))
+    if unknown:
+        raise ValidationFailed(f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}", field=field)
+    return types
+
+
 def subscribed(events: Iterable[str], event_type: str) -> bool:
     return "*" in events or event_type in events
 
@@ -91,12 +101,7 @@ def body_of(event: Event) -> str:
 
 
 def _iso(event: Event) -> str:
-    at = event.created_at
-    if at.tzinfo is None:  # SQLite hands datetimes back naive; they were written in UTC
-        from datetime import timezone
-
-        at = at.replace(tzinfo=timezone.utc)
-    return at.isoformat().replace("+00:00", "Z")
+    return as_utc(event.created_at).isoformat().replace("+00:00", "Z")
 
 
 # -- what each kind of change reports ------------------------------------------------

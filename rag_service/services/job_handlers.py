@@ -12,10 +12,10 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from rag_service.errors import ServiceError
-from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, Job, UploadBlob, utcnow
+from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, UploadBlob, utcnow
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.boundaries import DEFAULT_BOUNDARY
-from rag_service.services.common import Principal
+from rag_service.services.common import Principal, versions_with_live_ingest_job
 from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_isolated
 from rag_service.services.job_params import parse_eval_set
 from rag_service.services.jobs import JobHandle, PermanentJobError
@@ -83,10 +83,8 @@ def _wait_for_older_versions(handle: JobHandle, version: DocumentVersion, stuck_
             older = s.exec(select(DocumentVersion.id, DocumentVersion.status).where(
                 DocumentVersion.document_id == version.document_id, DocumentVersion.version < version.version,
                 DocumentVersion.status.in_(("pending", "indexing")), DocumentVersion.created_at > recent)).all()
-            pending = [vid for vid, status in older if status == "pending"]
-            queued = set(s.exec(select(Job.params["version_id"].as_string()).where(
-                Job.job_class == "ingest", Job.status.in_(("queued", "running")), Job.id != handle.job.id,
-                Job.params["version_id"].as_string().in_(pending))).all()) if pending else set()
+            queued = versions_with_live_ingest_job(s, [vid for vid, status in older if status == "pending"],
+                                                   except_job=handle.job.id)
         still_in_flight = [vid for vid, status in older if status == "indexing" or vid in queued]
         if not still_in_flight:
             return

@@ -17,11 +17,11 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
-from rag_service.errors import ValidationFailed
 from rag_service.models import Event
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
-from rag_service.services.events import EVENT_TYPES, body_of, oldest_seq, read_after
+from rag_service.services.events import body_of, check_event_types, oldest_seq, read_after
+from rag_service.services.values import parse_int64
 
 POLL_S = 0.25
 BOUNDARY_REFRESH_S = 5.0
@@ -30,21 +30,13 @@ BOUNDARY_REFRESH_S = 5.0
 def parse_types(raw: str | None) -> set[str] | None:
     if not raw:
         return None
-    types = {t.strip() for t in raw.split(",") if t.strip()}
-    unknown = sorted(types - set(EVENT_TYPES))
-    if unknown:
-        raise ValidationFailed(f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}", field="types")
-    return types
+    return check_event_types((t.strip() for t in raw.split(",") if t.strip()), "types")
 
 
 def parse_position(header: str | None, query: int | None) -> int | None:
     """Last-Event-ID (header, or the query parameter for clients that cannot set headers)."""
     if header is not None and header.strip():
-        raw = header.strip()
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-            raise ValidationFailed("Last-Event-ID must be an event id this stream sent (an integer)",
-                                   field="Last-Event-ID")
-        return int(raw)
+        return parse_int64(header, "Last-Event-ID", minimum=0)
     return query
 
 

@@ -14,14 +14,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed
 from rag_service.models import Event, Webhook, WebhookDelivery, utcnow
 from rag_service.services.common import Principal, audit, get_owned, page_of
-from rag_service.services.events import EVENT_TYPES, emit
+from rag_service.services.events import check_event_types, emit
 
 SECRET_PREFIX = "whsec_"
 # After a rotation the old secret keeps signing beside the new one this long.
@@ -47,10 +47,7 @@ def check_secret(secret: str) -> str:
 def check_events(events: Any) -> list[str]:
     if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
         raise ValidationFailed("events must be a non-empty list of event types (or [\"*\"])", field="events")
-    unknown = sorted(set(events) - set(EVENT_TYPES) - {"*"})
-    if unknown:
-        raise ValidationFailed(f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}", field="events")
-    return sorted(set(events))
+    return sorted(check_event_types(events, "events", allow_all=True))
 
 
 def refused_address(host: str, port: int) -> str | None:
@@ -171,8 +168,7 @@ class WebhookService:
     def delete(self, principal: Principal, webhook_id: str) -> None:
         hook = self._owned(principal, webhook_id)
         with self.ctx.db.session() as s:
-            for d in s.exec(select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)).all():
-                s.delete(d)
+            s.exec(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id))
             s.delete(s.get(Webhook, hook.id))
             audit(s, principal, "webhook.delete", "webhook", hook.id, url=hook.url)
             s.commit()
