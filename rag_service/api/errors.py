@@ -1,4 +1,4 @@
-"""The one table from domain error codes to HTTP responses, and the error shape:
+"""Domain errors as HTTP responses (through the one table in rag_service.error_codes), and the error shape:
 {"error": CODE, "code": CODE, "message": "...", ...detail}."""
 
 from __future__ import annotations
@@ -14,29 +14,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag_service.error_codes import STATUS_BY_CODE
 from rag_service.errors import ServiceError
 from rag_service.limits import BodyTooLarge
 from rag_service.services.values import text_problem
 
-STATUS_BY_CODE = {
-    "unauthorized": 401,
-    "forbidden": 403,
-    "data_boundary_violation": 403,
-    "not_found": 404,
-    "conflict": 409,
-    "version_conflict": 409,
-    "payload_too_large": 413,
-    "document_too_large": 413,
-    "unsupported_media_type": 415,
-    "validation_error": 422,
-    "empty_document": 422,
-    "corrupt_document": 422,
-    "parse_timeout": 422,
-    "rerank_not_configured": 422,
-    "rate_limited": 429,
-    "rag_job_runner_not_live": 501,
-    "retrieval_unavailable": 503,
-}
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",

@@ -266,3 +266,30 @@ def test_defaults_come_from_the_environment(monkeypatch):
     rag = RagClient(transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200, json={})))
     rag.health()
     assert str(seen[0].url) == "http://env.test:9000/healthz" and seen[0].headers["x-api-key"] == "rag_env"
+
+
+def test_every_error_code_the_server_answers_raises_the_class_of_its_status():
+    # One table (rag_service.error_codes) feeds the server's answers and the client's classes:
+    # a code added on the server with a status the client has no class for fails here.
+    from rag_service.error_codes import STATUS_BY_CODE
+
+    for code, status in STATUS_BY_CODE.items():
+        rag = RagClient("http://rag.test", "k", retry=RetryPolicy(max_attempts=1),
+                        transport=httpx.MockTransport(lambda r, c=code, s=status: httpx.Response(
+                            s, json={"error": c, "code": c, "message": "no"})))
+        with pytest.raises(RagError) as caught:
+            rag.status()
+        assert caught.value.code == code and caught.value.status == status
+        assert getattr(type(caught.value), "status", None) == status, (code, type(caught.value))
+
+
+def test_search_sends_the_fusion_settings_and_the_service_takes_them(rag):
+    index = rag.create_index("fusion")
+    rag.upload(index["id"], b"Plovers nest on shingle beaches.", filename="plover.txt")
+    answer = rag.search("plovers", index_id=index["id"], mode="hybrid", rrf_k=7, fusion_weights=(2.0, 0.5), explain=True)
+    assert answer["results"] and answer["results"][0]["text"].startswith("Plovers")
+    seen = []
+    mock = RagClient("http://rag.test", "k", transport=httpx.MockTransport(
+        lambda r: seen.append(json.loads(r.content)) or httpx.Response(200, json={})))
+    mock.search("q", rrf_k=7, fusion_weights=(2.0, 0.5))
+    assert seen == [{"query": "q", "rrf_k": 7, "fusion_weights": [2.0, 0.5]}]
