@@ -10,8 +10,10 @@ rank identically.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -60,7 +62,30 @@ def document_vector(tokens: list[str], params: Bm25Params) -> SparseVec:
     return SparseVec(ids, [weights[i] for i in ids])
 
 
-def query_vector(text: str) -> SparseVec:
-    counts: Counter[int] = Counter(term_id(t) for t in tokenize(text))
+def query_terms(text: str) -> Counter[str]:
+    """Each query term with how often the query repeats it."""
+    return Counter(tokenize(text))
+
+
+def most_informative(terms: Counter[str], max_terms: int, doc_freq: Mapping[str, int], docs: int) -> Counter[str]:
+    """The `max_terms` terms of a long query that carry most weight: query frequency times the
+    BM25 IDF from (estimated) document frequencies, so words every document has go first.
+    A term no counted document has gets the highest IDF. Ties keep the query's own order."""
+    if len(terms) <= max_terms:
+        return terms
+
+    def weight(term: str) -> float:
+        df = doc_freq.get(term, 0)
+        return terms[term] * math.log(1 + (docs - df + 0.5) / (df + 0.5))
+
+    ranked = sorted(terms, key=weight, reverse=True)  # stable: equal weights stay in query order
+    return Counter({t: terms[t] for t in ranked[:max_terms]})
+
+
+def query_vector(text: str | Counter[str]) -> SparseVec:
+    terms = query_terms(text) if isinstance(text, str) else text
+    counts: Counter[int] = Counter()
+    for token, qtf in terms.items():
+        counts[term_id(token)] += qtf
     ids = sorted(counts)
     return SparseVec(ids, [float(counts[i]) for i in ids])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     fusion_dense_weight: float = 1.0
     fusion_lexical_weight: float = 1.0
     prefetch_multiplier: int = 4
+    # The lexical side of a longer query keeps this many distinct terms, the most informative
+    # (query frequency x IDF estimated from a sample of the index), so its cost stays bounded.
+    max_query_terms: int = Field(128, ge=1, le=4096)
 
     # "inprocess": the API process runs jobs; "off": only `rag-service worker` processes do.
     job_runner: Literal["inprocess", "off"] = "inprocess"

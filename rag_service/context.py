@@ -8,6 +8,7 @@ from typing import Any
 
 from rag_service.config import Settings
 from rag_service.db import Database
+from rag_service.services.term_stats import TermStatistics
 from rag_service.stores.embedder import CachedEmbedding, EmbedderRegistry
 from rag_service.stores.vector import VectorStore
 
@@ -23,6 +24,7 @@ class ServiceContext:
     metrics: Any = None  # rag_service.metrics.Metrics
     deliverer: Any = None  # the webhook Deliverer (rag_service.services.delivery), when this process runs one
     parser: Any = None  # rag_service.services.parsing.ParserPool; None parses in the calling thread
+    term_stats: TermStatistics | None = None  # document frequencies for capping long queries (built with the db)
 
 
 def build_vector_store(settings: Settings) -> VectorStore:
@@ -58,4 +60,5 @@ def build_context(
         vectors=vectors or build_vector_store(settings),
         embedders=embedders,
         embedding=CachedEmbedding(db, embedders),
+        term_stats=TermStatistics(db),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from functools import lru_cache
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from pipelines.lexical import query_vector, tokenize
+from pipelines.lexical import most_informative, query_terms, query_vector, tokenize
 from rag_service.context import ServiceContext
 from rag_service.errors import (
     RerankNotConfigured,
@@ -30,6 +31,10 @@ from rag_service.services.values import INT64_MAX, check_text, readable_metadata
 from rag_service.stores.vector import Filter, Hit, Match, SearchRequest, StoreUnavailable
 
 MODES = ("hybrid", "dense", "lexical")
+# Long enough for a pasted paragraph or a whole document as the query (query-by-document). The
+# dense side embeds what the model's window takes (the tokenizer truncates); the lexical side keeps
+# the most informative RAG_MAX_QUERY_TERMS terms (lexical_terms below).
+MAX_QUERY_CHARS = 32_000
 RESULT_TYPES = ("chunk", "document")
 MAX_TOP_K = 100
 
@@ -136,12 +141,21 @@ class SearchService:
         self.access = AccessService(ctx)
         self.reranker = reranker or Reranker(ctx.settings.rerank_model)
 
+    def lexical_terms(self, query: str, index_ids: list[str]) -> Counter[str]:
+        """The query's terms for BM25, capped for long queries so their cost stays bounded."""
+        terms = query_terms(query)
+        cap = self.ctx.settings.max_query_terms
+        if len(terms) <= cap or self.ctx.term_stats is None:
+            return terms if len(terms) <= cap else Counter(dict(list(terms.items())[:cap]))
+        doc_freq, docs = self.ctx.term_stats.document_frequencies(index_ids)
+        return most_informative(terms, cap, doc_freq, docs)
+
     def validate(self, p: SearchParams) -> None:
         if not isinstance(p.query, str) or not p.query.strip():
             raise ValidationFailed("query must be a non-empty string", field="query")
         check_text(p.query, "query")
-        if len(p.query) > 4000:
-            raise ValidationFailed("query is longer than 4000 characters", field="query")
+        if len(p.query) > MAX_QUERY_CHARS:
+            raise ValidationFailed(f"query is longer than {MAX_QUERY_CHARS} characters", field="query")
         if isinstance(p.top_k, bool) or not isinstance(p.top_k, int) or not 1 <= p.top_k <= MAX_TOP_K:
             raise ValidationFailed(f"top_k must be between 1 and {MAX_TOP_K}", field="top_k")
         if p.mode not in MODES:
@@ -228,7 +242,8 @@ class SearchService:
                 except Exception as exc:
                     raise RetrievalUnavailable(f"embedding model {encoder.model} unavailable: {exc}",
                                                component="embedder") from exc
-        sparse = query_vector(p.query)
+        # Dense-only searches send no lexical query: no need to estimate term statistics for one.
+        sparse = query_vector(self.lexical_terms(p.query, [i.id for i in indexes]) if p.mode != "dense" else Counter())
         base = Filter(must=tuple(conditions))
         if p.as_of_version is not None:
             base = base.and_(Match("version", p.as_of_version))
