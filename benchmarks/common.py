@@ -1,6 +1,8 @@
-"""Shared benchmark plumbing: BEIR datasets, a service driven over its real HTTP
-app in a throwaway data directory, and progress output that works in a terminal
-and in a log file alike."""
+"""The shared runner of every benchmark command: BEIR datasets, the service driven
+over its real HTTP app in a throwaway data directory (`ServiceHarness`; the
+subprocess server is benchmarks/server.py), the machine's description, timing
+and threading helpers, and progress output that works in a terminal and in a log
+file alike."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 # Before anything imports unstructured or a hub library (the service does this too).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -38,6 +41,35 @@ def cpu_info() -> dict[str, Any]:
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    """`count` client threads running target(slot), started together and all joined."""
+    threads = [threading.Thread(target=target, args=(i,), name=f"client-{i}", daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def expect(response, *ok: int) -> dict[str, Any]:
+    """The JSON body of an answer whose status is one of `ok`; anything else stops the benchmark."""
+    if response.status_code not in ok:
+        raise RuntimeError(f"{response.request.method} {response.request.url.path} -> "
+                           f"{response.status_code}: {response.text[:500]}")
+    return response.json()
 
 
 # -- datasets -------------------------------------------------------------------
@@ -220,17 +252,11 @@ class ServiceHarness:
             if self._own_dir and not self.keep:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def _check(self, response, *ok: int) -> dict[str, Any]:
-        if response.status_code not in ok:
-            raise RuntimeError(f"{response.request.method} {response.request.url.path} -> "
-                               f"{response.status_code}: {response.text[:500]}")
-        return response.json()
-
     def create_index(self, name: str, **fields: Any) -> dict[str, Any]:
-        return self._check(self.client.post("/v1/indexes", json={"name": name, **fields}, headers=self.headers), 201)
+        return expect(self.client.post("/v1/indexes", json={"name": name, **fields}, headers=self.headers), 201)
 
     def get_index(self, index_id: str) -> dict[str, Any]:
-        return self._check(self.client.get(f"/v1/indexes/{index_id}", headers=self.headers), 200)
+        return expect(self.client.get(f"/v1/indexes/{index_id}", headers=self.headers), 200)
 
     def upload_text(self, index_id: str, name: str, text: str):
         """Multipart upload of a .txt file; returns the raw response (the caller decides what failed)."""
@@ -246,12 +272,4 @@ class ServiceHarness:
         started = time.perf_counter()
         response = self.client.post(f"/v1/indexes/{index_id}/search", json=body, headers=self.headers)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return self._check(response, 200), elapsed_ms
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values, dtype=float), q))
+        return expect(response, 200), elapsed_ms

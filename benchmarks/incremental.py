@@ -24,15 +24,14 @@ when any of them re-embeds more than a quarter of its chunks (the target), else 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.common import ServiceHarness, log
+from benchmarks.common import ServiceHarness, expect, log
 from benchmarks.parse_speed import heading, paragraph
-from benchmarks.report import write_results
+from benchmarks.report import emit
 
 TARGET_FRACTION = 0.25
 Edit = Callable[[list[str], random.Random], list[str]]
@@ -108,7 +107,7 @@ def _upload(h: ServiceHarness, index_id: str, filename: str, text: str) -> dict[
     before = h.ctx.embedders.encode_calls
     r = h.client.post(f"/v1/indexes/{index_id}/documents", headers=h.headers,
                       files={"file": (filename, text.encode("utf-8"))}, data={"name": filename})
-    body = h._check(r, 201)
+    body = expect(r, 201)
     # The upload answer reports it; the model's own counter is the fallback and the cross-check.
     body.setdefault("chunks_embedded", h.ctx.embedders.encode_calls - before)
     return body
@@ -224,8 +223,5 @@ def run(args: argparse.Namespace) -> int:
                "seed": args.seed, "documents": rows, "issue_case": issue, "summary": summary,
                "seconds": round(time.perf_counter() - started, 1)}
     log(f"summary: {summary}")
-    if args.out:
-        write_results(args.out, results, _markdown(results))
-    else:
-        print(json.dumps(results, indent=2))
+    emit(args.out, results, _markdown(results))
     return 0 if summary["target_met"] else 1

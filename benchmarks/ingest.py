@@ -39,9 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import cpu_info, load_beir, log
-from benchmarks.latency import ChunkSynthesizer, ServerProcess, free_port
+from benchmarks.common import cpu_info, expect, load_beir, log, run_threads
 from benchmarks.report import write_results
+from benchmarks.server import ServerProcess, free_port
+from benchmarks.synthetic import ChunkSynthesizer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -65,18 +66,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 class Client:
-    """A small HTTP driver for one server (bounded timeouts; raises on unexpected status)."""
+    """A small HTTP driver for one server (bounded timeouts; answers checked with `expect`)."""
 
     def __init__(self, server: ServerProcess) -> None:
         import httpx
 
         self.http = httpx.Client(base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=600)
-
-    def expect(self, response, *ok: int) -> dict[str, Any]:
-        if response.status_code not in ok:
-            raise RuntimeError(f"{response.request.method} {response.request.url.path} -> "
-                               f"{response.status_code}: {response.text[:500]}")
-        return response.json()
 
     def close(self) -> None:
         self.http.close()
@@ -88,7 +83,7 @@ def _drain(server: ServerProcess, requests: list, clients: int, send) -> dict:
     queue, lock = iter(requests), threading.Lock()
     stats = {"documents": 0, "chunks": 0, "failed": 0, "requests": len(requests)}
 
-    def work() -> None:
+    def work(_: int) -> None:
         client = Client(server)
         try:
             while True:
@@ -104,11 +99,12 @@ def _drain(server: ServerProcess, requests: list, clients: int, send) -> dict:
             client.close()
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(clients, work)
+    return _timed(stats, started)
+
+
+def _timed(stats: dict, started: float) -> dict:
+    """`stats` with the wall time since `started` and the chunks per second over it."""
     stats["seconds"] = round(time.perf_counter() - started, 2)
     stats["chunks_per_s"] = round(stats["chunks"] / stats["seconds"], 2)
     return stats
@@ -156,7 +152,7 @@ def ingest_async(server: ServerProcess, index_id: str, documents: list[tuple[str
     try:
         for job_id in jobs:
             while True:
-                job = client.expect(client.http.get(f"/v1/rag/jobs/{job_id}"), 200)
+                job = expect(client.http.get(f"/v1/rag/jobs/{job_id}"), 200)
                 if job["status"] in ("succeeded", "failed", "cancelled"):
                     break
                 time.sleep(0.05)
@@ -167,9 +163,7 @@ def ingest_async(server: ServerProcess, index_id: str, documents: list[tuple[str
                 stats["failed"] += 1
     finally:
         client.close()
-    stats["seconds"] = round(time.perf_counter() - started, 2)
-    stats["chunks_per_s"] = round(stats["chunks"] / stats["seconds"], 2)
-    return stats
+    return _timed(stats, started)
 
 
 def ready_and_first_search(server: ServerProcess, spawned_at: float, index_id: str, queries: list[str]) -> dict:
@@ -192,7 +186,7 @@ def ready_and_first_search(server: ServerProcess, spawned_at: float, index_id: s
         # search is judged against the same query once the service has been used.
         for q in queries[:21] + [queries[0]] * 5:
             started = time.perf_counter()
-            client.expect(client.http.post(f"/v1/indexes/{index_id}/search", json={"query": q, "top_k": 10,
+            expect(client.http.post(f"/v1/indexes/{index_id}/search", json={"query": q, "top_k": 10,
                                                                                      "mode": "hybrid"}), 200)
             times.append((time.perf_counter() - started) * 1000)
     finally:
@@ -208,23 +202,46 @@ def run(args: argparse.Namespace) -> int:
     ds = load_beir(args.dataset)
     queries = [q for q in ds.queries.values()]
     synth = ChunkSynthesizer(ds, args.chunk_chars, args.seed)
-    single_docs = synth.documents(args.docs, args.chunks_per_doc)
-    batch_docs = synth.documents(args.docs, args.chunks_per_doc)
-    async_docs = synth.documents(args.docs, args.chunks_per_doc)
-    texts = [p for _, paras in single_docs + batch_docs + async_docs for p in paras]
+    routes = {route: synth.documents(args.docs, args.chunks_per_doc) for route in ("single", "batch", "async")}
+    texts = [p for docs in routes.values() for _, paras in docs for p in paras]
     sample = random.Random(args.seed).sample(texts, min(args.ceiling_sample, len(texts)))
     data_dir = Path(tempfile.mkdtemp(prefix="rag-ingest-"))
     results: dict[str, Any] = {"benchmark": "ingest", "dataset": ds.name, "machine": cpu_info(),
                                "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                                             if not k.startswith("_")}}
+    try:
+        if not args.skip_parse:
+            from benchmarks.parse_speed import parse_mb_per_s
 
-    if not args.skip_parse:
-        from benchmarks.parse_speed import parse_mb_per_s
+            log(f"parse speed on {args.parse_mb:g} MB documents")
+            results["parse_mb_per_s"] = parse_mb_per_s(args.parse_mb)
+        _encoder_ceilings(args, sample, queries, data_dir, results)
+        if args.encoder != "auto":  # the server subprocess inherits this environment
+            backend, precision = args.encoder.split("-", 1)
+            os.environ["RAG_EMBEDDING_BACKEND"], os.environ["RAG_EMBEDDING_PRECISION"] = backend, precision
+        api_key = f"rag_bench_{secrets.token_hex(8)}"
+        port = free_port()
+        with ServerProcess(data_dir, api_key, port) as server:
+            single_id = _api_routes(args, server, synth, routes, results)
 
-        log(f"parse speed on {args.parse_mb:g} MB documents")
-        results["parse_mb_per_s"] = parse_mb_per_s(args.parse_mb)
+        log("restart: time to ready, first search")
+        server = ServerProcess(data_dir, api_key, port)
+        spawned = time.monotonic()
+        with server:
+            results["ready"] = ready_and_first_search(server, spawned, single_id, queries)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)  # the throwaway data directory (ONNX builds included)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    if args.out:
+        write_results(args.out, results, markdown(results))
+    print(markdown(results))
+    return 0
 
+
+def _encoder_ceilings(args: argparse.Namespace, sample: list[str], queries: list[str], data_dir: Path,
+                      results: dict[str, Any]) -> None:
+    """Every encoder variant on the same chunk texts, nothing else running; what `auto` picks."""
     from benchmarks.encoders import encoder_registry, measure_variants
 
     log(f"encoder ceilings on {len(sample)} chunk texts")
@@ -239,56 +256,39 @@ def run(args: argparse.Namespace) -> int:
     results["auto_variant"] = auto
     results["speedup_over_torch_fp32"] = encoders.get("speedup_over_torch_fp32", {}).get(auto)
 
-    if args.encoder != "auto":  # the server subprocess inherits this environment
-        backend, precision = args.encoder.split("-", 1)
-        os.environ["RAG_EMBEDDING_BACKEND"], os.environ["RAG_EMBEDDING_PRECISION"] = backend, precision
-    api_key = f"rag_bench_{secrets.token_hex(8)}"
-    port = free_port()
-    with ServerProcess(data_dir, api_key, port) as server:
-        client = Client(server)
-        try:
-            single = client.expect(client.http.post("/v1/indexes", json={"name": "single", "chunk_max_characters":
-                                                                         args.chunk_chars}), 201)
-            batch = client.expect(client.http.post("/v1/indexes", json={"name": "batch", "chunk_max_characters":
-                                                                        args.chunk_chars}), 201)
-            queued = client.expect(client.http.post("/v1/indexes", json={"name": "async", "chunk_max_characters":
-                                                                         args.chunk_chars}), 201)
-            warm = synth.documents(2, args.chunks_per_doc)  # untimed: first-use costs of each route
-            ingest_single(server, single["id"], warm[:1], 1)
-            ingest_batch(server, batch["id"], warm[1:], 1, 1)
-            served = client.expect(client.http.get(f"/v1/indexes/{single['id']}"), 200)
-        finally:
-            client.close()
-        encoder = served["encoder"]
-        variant = f"{encoder['backend']}-{encoder['precision']}"
-        log(f"server encoder {variant}; {len(single_docs)} documents through the single route, {args.clients} clients")
-        results["api_single"] = ingest_single(server, single["id"], single_docs, args.clients)
-        log(f"{len(batch_docs)} documents through the batch route")
-        results["api_batch"] = ingest_batch(server, batch["id"], batch_docs, args.batch_files, args.batch_clients)
-        log(f"{len(async_docs)} documents through ?async=true, {args.clients} clients")
-        results["api_async"] = ingest_async(server, queued["id"], async_docs, args.clients)
+
+def _api_routes(args: argparse.Namespace, server: ServerProcess, synth: ChunkSynthesizer,
+                routes: dict[str, list[tuple[str, list[str]]]], results: dict[str, Any]) -> str:
+    """The documents through each upload route, one index per route, each set against the
+    ceiling of the variant the server used; returns the single-upload index's id."""
+    client = Client(server)
+    try:
+        index = {route: expect(client.http.post("/v1/indexes", json={"name": route, "chunk_max_characters":
+                                                                    args.chunk_chars}), 201)["id"]
+                 for route in ("single", "batch", "async")}
+        warm = synth.documents(2, args.chunks_per_doc)  # untimed: first-use costs of each route
+        ingest_single(server, index["single"], warm[:1], 1)
+        ingest_batch(server, index["batch"], warm[1:], 1, 1)
+        encoder = expect(client.http.get(f"/v1/indexes/{index['single']}"), 200)["encoder"]
+    finally:
+        client.close()
+    variant = f"{encoder['backend']}-{encoder['precision']}"
+    log(f"server encoder {variant}; {len(routes['single'])} documents through the single route, "
+        f"{args.clients} clients")
+    results["api_single"] = ingest_single(server, index["single"], routes["single"], args.clients)
+    log(f"{len(routes['batch'])} documents through the batch route")
+    results["api_batch"] = ingest_batch(server, index["batch"], routes["batch"], args.batch_files,
+                                        args.batch_clients)
+    log(f"{len(routes['async'])} documents through ?async=true, {args.clients} clients")
+    results["api_async"] = ingest_async(server, index["async"], routes["async"], args.clients)
     ceiling = results["encode_ceiling_docs_per_s"].get(variant)
     results["server_variant"] = variant
     if ceiling:
-        results["api_single"]["over_ceiling"] = round(results["api_single"]["chunks_per_s"] / ceiling, 3)
-        results["api_batch"]["over_ceiling"] = round(results["api_batch"]["chunks_per_s"] / ceiling, 3)
-        results["api_async"]["over_ceiling"] = round(results["api_async"]["chunks_per_s"] / ceiling, 3)
+        for route in ("api_single", "api_batch", "api_async"):
+            results[route]["over_ceiling"] = round(results[route]["chunks_per_s"] / ceiling, 3)
         results["api_ingest_over_ceiling"] = max(results["api_single"]["over_ceiling"],
                                                  results["api_batch"]["over_ceiling"])
-
-    log("restart: time to ready, first search")
-    server = ServerProcess(data_dir, api_key, port)
-    spawned = time.monotonic()
-    try:
-        with server:
-            results["ready"] = ready_and_first_search(server, spawned, single["id"], queries)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)  # the throwaway data directory (ONNX builds included)
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    if args.out:
-        write_results(args.out, results, markdown(results))
-    print(markdown(results))
-    return 0
+    return index["single"]
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks.common import ServiceHarness, load_beir, log
 from benchmarks.encoders import ALL_VARIANTS, auto_choice, encoder_registry, identity, measure_variants
 from benchmarks.quality import score, search_mode
+from benchmarks.report import emit
 
 MAX_NDCG_DROP = 0.005
 
@@ -146,13 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if args.gate_file:
         args.gate_file.write_text(json.dumps(gate, indent=2) + "\n", encoding="utf-8")
         log(f"wrote {args.gate_file}")
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        (args.out / "results.md").write_text(_markdown(results, args), encoding="utf-8")
-        log(f"wrote {args.out / 'results.json'} and results.md")
-    else:
-        print(json.dumps(results, indent=2))
+    emit(args.out, results, _markdown(results, args))
     return 0
 
 

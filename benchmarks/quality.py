@@ -120,7 +120,7 @@ def ingest(h: ServiceHarness, index_id: str, ds: BeirDataset, args: argparse.Nam
 
 
 # -- retrieval -----------------------------------------------------------------
-def _as_run_scores(names: list[str]) -> dict[str, float]:
+def as_run_scores(names: list[str]) -> dict[str, float]:
     # Score by rank so ranx sees exactly the service's order (fused scores tie often).
     out: dict[str, float] = {}
     for rank, name in enumerate(names):
@@ -146,7 +146,7 @@ def search_mode(h: ServiceHarness, index_id: str, ds: BeirDataset, mode: str, ex
             latencies.append(ms)
             names = [r["document_name"] for r in answer["results"]]
             short += len(names) < min(top_k, len(ds.corpus))
-            run[qid] = _as_run_scores(names)
+            run[qid] = as_run_scores(names)
             bar.advance()
     return run, latencies, short
 
@@ -168,7 +168,7 @@ def bm25_baseline(ds: BeirDataset, k1: float, b: float):
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         latencies.append((time.perf_counter() - started) * 1000)
-        run[qid] = _as_run_scores([doc_ids[i] for i in top])
+        run[qid] = as_run_scores([doc_ids[i] for i in top])
     return run, latencies, bm25.avgdl
 
 

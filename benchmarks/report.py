@@ -1,5 +1,6 @@
-"""Writers for a quality run: results.json, results.md (ours beside the published
-numbers) and results.png (nDCG@10 bar chart)."""
+"""Report writing: results.json and results.md of any command (`write_results`, `emit`),
+and the quality run's own writers: results.md (ours beside the published numbers) and
+results.png (nDCG@10 bar chart). Each command builds its own results.md text."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ def write_results(out: Path, results: dict[str, Any], markdown: str) -> None:
     write_json(out, results)
     (out / "results.md").write_text(markdown, encoding="utf-8")
     log(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+def emit(out: Path | None, results: dict[str, Any], markdown: str) -> None:
+    """results.json and results.md under `out`; without one, the JSON on stdout."""
+    if out:
+        write_results(out, results, markdown)
+    else:
+        print(json.dumps(results, indent=2))
 
 
 def write_markdown(out: Path, results: dict[str, Any]) -> Path:

@@ -111,25 +111,7 @@ def _measure(args: argparse.Namespace, Verifier, AuthService) -> int:  # noqa: N
             secrets[f"/h{n}"] = r.json()["secret"]
         indexes = {name: h.client.post("/v1/indexes", headers=headers, json={"name": name}).json()["id"]
                    for name, headers in (("quiet", quiet), ("hooked", hooked))}
-        phases: dict[str, dict[str, list[float]]] = {}
-        marks: dict[str, float] = {}
-        # "delivering": the in-process deliverer sends while uploads go on (what a service with
-        # webhooks does); "outbox only": it is stopped, so uploads pay only for the outbox rows.
-        for phase in ("delivering", "outbox only"):
-            if phase == "outbox only":
-                marks["delivering_done"] = time.time()
-                h.ctx.deliverer.stop()
-            log(f"{phase}: uploading {args.documents} documents into each project, alternately")
-            phases[phase] = latency = {"quiet": [], "hooked": []}
-            for n in range(args.documents):
-                text = f"Note {n} ({phase}): the dunlin flock turned over the estuary at dusk, {n} birds by count."
-                order = (("quiet", quiet), ("hooked", hooked)) if n % 2 else (("hooked", hooked), ("quiet", quiet))
-                for name, headers in order:
-                    started = time.perf_counter()
-                    r = h.client.post(f"/v1/indexes/{indexes[name]}/documents", headers=headers,
-                                      files={"file": (f"{phase[0]}{n}.txt", text.encode())})
-                    latency[name].append((time.perf_counter() - started) * 1000)
-                    assert r.status_code == 201, r.text
+        phases, delivering_done = _upload_phases(h, args.documents, indexes, {"quiet": quiet, "hooked": hooked})
         expected = 2 * args.documents * args.hooks
         from rag_service.services.delivery import Deliverer
 
@@ -141,36 +123,69 @@ def _measure(args: argparse.Namespace, Verifier, AuthService) -> int:  # noqa: N
         body = Verifier(secrets[path]).verify(raw, headers)  # raises on a bad signature
         verified += 1
         sent = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00")).timestamp()
-        if sent < marks["delivering_done"]:  # lag is measured while the deliverer runs throughout
+        if sent < delivering_done:  # lag is measured while the deliverer runs throughout
             lags.append((at - sent) * 1000)
-
-    def summary(latency: dict[str, list[float]]) -> dict[str, Any]:
-        return {"upload_ms": {name: {"p50": round(statistics.median(v), 2), "p95": _pct(v, 0.95)}
-                              for name, v in latency.items()},
-                "upload_p50_ratio_hooked_over_quiet":
-                    round(statistics.median(latency["hooked"]) / statistics.median(latency["quiet"]), 3)}
 
     results = {
         "cpu": cpu_info(), "documents_per_project_and_phase": args.documents, "hooks": args.hooks,
-        "phases": {phase: summary(latency) for phase, latency in phases.items()},
+        "phases": {phase: _summary(latency) for phase, latency in phases.items()},
         "deliveries": {"expected": expected, "received": len(arrivals), "verified": verified,
                        "lag_ms": {"p50": _pct(lags, 0.5), "p95": _pct(lags, 0.95), "max": _pct(lags, 1.0)}},
     }
+    write_results(args.out, results, _markdown(results))
+    return 0 if len(arrivals) == expected else 1
+
+
+def _upload_phases(h: ServiceHarness, documents: int, indexes: dict[str, str],
+                   headers: dict[str, dict[str, str]]) -> tuple[dict[str, dict[str, list[float]]], float]:
+    """Upload latencies (ms) per phase and project, and when the delivering phase ended.
+
+    "delivering": the in-process deliverer sends while uploads go on (what a service with
+    webhooks does); "outbox only": it is stopped, so uploads pay only for the outbox rows."""
+    phases: dict[str, dict[str, list[float]]] = {}
+    delivering_done = 0.0
+    for phase in ("delivering", "outbox only"):
+        if phase == "outbox only":
+            delivering_done = time.time()
+            h.ctx.deliverer.stop()
+        log(f"{phase}: uploading {documents} documents into each project, alternately")
+        phases[phase] = latency = {"quiet": [], "hooked": []}
+        for n in range(documents):
+            text = f"Note {n} ({phase}): the dunlin flock turned over the estuary at dusk, {n} birds by count."
+            order = ("quiet", "hooked") if n % 2 else ("hooked", "quiet")
+            for name in order:
+                started = time.perf_counter()
+                r = h.client.post(f"/v1/indexes/{indexes[name]}/documents", headers=headers[name],
+                                  files={"file": (f"{phase[0]}{n}.txt", text.encode())})
+                latency[name].append((time.perf_counter() - started) * 1000)
+                assert r.status_code == 201, r.text
+    return phases, delivering_done
+
+
+def _summary(latency: dict[str, list[float]]) -> dict[str, Any]:
+    return {"upload_ms": {name: {"p50": round(statistics.median(v), 2), "p95": _pct(v, 0.95)}
+                          for name, v in latency.items()},
+            "upload_p50_ratio_hooked_over_quiet":
+                round(statistics.median(latency["hooked"]) / statistics.median(latency["quiet"]), 3)}
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    deliveries, documents, hooks = results["deliveries"], results["documents_per_project_and_phase"], results["hooks"]
     md = [
         "# Webhooks: outbox cost and delivery lag", "",
         f"CPU: {results['cpu'].get('model')} ({results['cpu']['cpus']} CPUs; "
         f"flags: {', '.join(results['cpu'].get('flags_of_note', []))}).",
-        f"{args.documents} small .txt uploads per project and phase, interleaved; `hooked` has {args.hooks} "
+        f"{documents} small .txt uploads per project and phase, interleaved; `hooked` has {hooks} "
         "endpoints on every event, `quiet` none. Receiver: another process on 127.0.0.1.", "",
         "| phase | quiet p50 ms | hooked p50 ms | quiet p95 ms | hooked p95 ms | p50 hooked / quiet |",
         "|---|---|---|---|---|---|",
         *[f"| {phase} | {r['upload_ms']['quiet']['p50']} | {r['upload_ms']['hooked']['p50']} | "
           f"{r['upload_ms']['quiet']['p95']} | {r['upload_ms']['hooked']['p95']} | "
           f"**{r['upload_p50_ratio_hooked_over_quiet']}** |" for phase, r in results["phases"].items()], "",
-        f"Deliveries: {len(arrivals)} of {expected} received, each verified with standardwebhooks. Lag from the "
+        f"Deliveries: {deliveries['received']} of {deliveries['expected']} received, each verified with "
+        f"standardwebhooks. Lag from the "
         f"event's timestamp (just before its commit) to the receiver, while delivering: p50 "
-        f"{results['deliveries']['lag_ms']['p50']} ms, p95 {results['deliveries']['lag_ms']['p95']} ms, "
-        f"max {results['deliveries']['lag_ms']['max']} ms.", "",
+        f"{deliveries['lag_ms']['p50']} ms, p95 {deliveries['lag_ms']['p95']} ms, "
+        f"max {deliveries['lag_ms']['max']} ms.", "",
     ]
-    write_results(args.out, results, "\n".join(md))
-    return 0 if len(arrivals) == expected else 1
+    return "\n".join(md)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.common import BeirDataset
-from benchmarks.quality import _as_run_scores, score
+from benchmarks.quality import as_run_scores, score
 
 
 def _ds(qrels: dict[str, dict[str, int]]) -> BeirDataset:
@@ -20,7 +20,7 @@ def _ds(qrels: dict[str, dict[str, int]]) -> BeirDataset:
 
 def test_score_matches_hand_computed_metrics():
     # Four queries, one relevance grade (1), runs built from ranked lists the way the
-    # service's answers are (quality._as_run_scores: score by rank).
+    # service's answers are (quality.as_run_scores: score by rank).
     #
     # q1: relevant {d1}; d1 at rank 2.
     #     nDCG@10 = (1/log2(3)) / 1 = 0.630930; Recall@100 = 1; MRR@10 = 1/2.
@@ -38,10 +38,10 @@ def test_score_matches_hand_computed_metrics():
     qrels = {"q1": {"d1": 1}, "q2": {"d2": 1, "d3": 1}, "q3": {"d4": 1}, "q4": {"d5": 1}}
     fillers = [f"x{i}" for i in range(20)]
     run = {
-        "q1": _as_run_scores(["x0", "d1"]),
-        "q2": _as_run_scores(["d2"] + fillers[:13] + ["d3"]),
-        "q3": _as_run_scores(fillers[:10] + ["d4"]),
-        "q4": _as_run_scores([]),
+        "q1": as_run_scores(["x0", "d1"]),
+        "q2": as_run_scores(["d2"] + fillers[:13] + ["d3"]),
+        "q3": as_run_scores(fillers[:10] + ["d4"]),
+        "q4": as_run_scores([]),
     }
     assert list(run["q2"]).index("d3") == 14  # rank 15
     expected_ndcg = (1 / math.log2(3) + 1 / (1 + 1 / math.log2(3))) / 4
@@ -54,12 +54,12 @@ def test_score_matches_hand_computed_metrics():
 
 def test_score_of_a_perfect_run_is_one():
     qrels = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}}
-    run = {"q1": _as_run_scores(["a", "z"]), "q2": _as_run_scores(["c", "b"])}
+    run = {"q1": as_run_scores(["a", "z"]), "q2": as_run_scores(["c", "b"])}
     assert score(_ds(qrels), run) == {"ndcg@10": 1.0, "recall@100": 1.0, "mrr@10": 1.0}
 
 
 def test_as_run_scores_keeps_the_service_order_and_first_occurrence():
-    scores = _as_run_scores(["b", "a", "b", "c"])
+    scores = as_run_scores(["b", "a", "b", "c"])
     assert sorted(scores, key=lambda d: -scores[d]) == ["b", "a", "c"]
 
 

@@ -11,7 +11,8 @@ import random
 import pytest
 
 from benchmarks import stale
-from benchmarks.stale import FactMaker, Hit, SearchRecord, WriteOp, is_gap, judge_hit, pick_key_sentence
+from benchmarks.stale.facts import FactMaker, pick_key_sentence
+from benchmarks.stale.ledger import Hit, Ledger, SearchRecord, WriteOp, is_gap, judge_hit
 
 OLD = "The key finding was that insulin reduces bone density in mice."
 NEW = "In the Velamide trial (protocol KX-421), weekly injections lowered serum ferritin in 80 smokers."
@@ -66,7 +67,7 @@ def test_versions_and_documents_nobody_wrote_are_flagged():
 
 
 def test_ledger_judge_reports_each_stale_hit():
-    ledger = stale.Ledger()
+    ledger = Ledger()
     ledger.ops["d"] = _history()[:2]
     ledger.ops["e"] = [WriteOp("upload", start=1, version=1, ack=2)]
     rec = SearchRecord(mode="hybrid", phase="quiet", kind="removed", target="d", fact=OLD, sent=10, received=11,
