@@ -108,7 +108,7 @@ def make_document(fmt: str, size_mb: float, seed: int = 0) -> tuple[str, bytes]:
 def parse_mb_per_s(size_mb: float, formats: tuple[str, ...] = FORMATS, max_characters: int = 1000,
                    overlap: int = 0) -> dict[str, float]:
     """MB/s of prepare_upload on one generated document of `size_mb` per format, in this process."""
-    from rag_service.services.ingestion import prepare_upload
+    from rag_service.services.preparation import prepare_upload
 
     prepare_upload(b"Warm-up paragraph.", "warm.txt", max_characters, overlap)  # imports are not parse time
     speeds: dict[str, float] = {}

@@ -16,11 +16,14 @@ from rag_service.context import ServiceContext, build_context
 from rag_service.limits import StreamingBodyLimit
 from rag_service.services.auth import AuthService
 from rag_service.services.delivery import Deliverer, owed
-from rag_service.services.jobs import JobRunner, JobService
+from rag_service.services.job_handlers import build_job_runner
+from rag_service.services.jobs import JobService
 from rag_service.services.readiness import Readiness
 from rag_service.services.search import Reranker, SearchService
 
 log = logging.getLogger("rag_service")
+# The web console: static files (no build step, libraries vendored), a client of the public API only.
+CONSOLE_DIR = Path(__file__).parent / "console"
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -41,8 +44,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
             context.metrics.watch_jobs(lambda: JobService(context).counts_by_class_and_state())
             context.metrics.watch_deliveries(lambda: owed(context))
         if settings.job_runner == "inprocess":
-            context.runner = JobRunner(context, lease_seconds=settings.job_lease_seconds,
-                                       concurrency=settings.job_concurrency)
+            context.runner = build_job_runner(context, lease_seconds=settings.job_lease_seconds,
+                                              concurrency=settings.job_concurrency)
             context.runner.start()
         if settings.webhook_delivery == "inprocess":
             context.deliverer = Deliverer(context)

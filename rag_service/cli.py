@@ -60,7 +60,7 @@ def worker(lease: float = typer.Option(None, help="job lease in seconds (default
 
     from rag_service.context import build_context
     from rag_service.services.delivery import Deliverer
-    from rag_service.services.jobs import JobRunner
+    from rag_service.services.job_handlers import build_job_runner
 
     import logging.config
 
@@ -72,7 +72,7 @@ def worker(lease: float = typer.Option(None, help="job lease in seconds (default
         typer.echo("note: embedded vector store: run the worker only while no API process holds the shards "
                    "(the API runs jobs in-process in the embedded mode)", err=True)
     ctx = build_context(settings)
-    runner = JobRunner(ctx, lease_seconds=lease or settings.job_lease_seconds, concurrency=settings.job_concurrency)
+    runner = build_job_runner(ctx, lease_seconds=lease or settings.job_lease_seconds, concurrency=settings.job_concurrency)
     ctx.runner = runner
     ctx.deliverer = deliverer = Deliverer(ctx)
     typer.echo(f"worker {runner.owner} polling for jobs and webhook deliveries", err=True)

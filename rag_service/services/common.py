@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from rag_service.models import AuditLog
+from rag_service.errors import NotFound
+from rag_service.models import AuditLog, Job
 
 ROLES = ("reader", "editor", "admin")
 PRIVACY_TIERS = ("public", "mesh_safe", "private", "personal")
@@ -25,8 +26,6 @@ class Principal:
 
 def get_owned(db, model, object_id: str, project_id: str, what: str, **detail: Any):
     """Load a row of `model` that belongs to the project: another project's row is not_found, like a missing one."""
-    from rag_service.errors import NotFound
-
     with db.session() as s:
         obj = s.get(model, object_id)
     if obj is None or obj.project_id != project_id:
@@ -36,8 +35,6 @@ def get_owned(db, model, object_id: str, project_id: str, what: str, **detail: A
 
 def versions_with_live_ingest_job(session: Session, version_ids: list[str], except_job: str | None = None) -> set[str]:
     """Of these versions, those an ingest job will still index (queued, or running)."""
-    from rag_service.models import Job
-
     if not version_ids:
         return set()
     version_of = Job.params["version_id"].as_string()

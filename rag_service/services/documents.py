@@ -13,18 +13,28 @@ from sqlmodel import delete, select
 
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed, VersionConflict
-from rag_service.models import Chunk, Document, DocumentVersion, Index, UploadBlob, utcnow
-from rag_service.services.access import Access, AccessService, Boundary, nfc, spellings
-from rag_service.services.common import Principal, audit, get_owned, page_of, versions_with_live_ingest_job
-from rag_service.services.events import emit_document, reported_version
-from rag_service.services.values import parse_int64, readable_metadata
-from rag_service.services.ingestion import (
-    IngestionService,
-    PreparedUpload,
-    chunk_rows,
-    prepare_isolated,
-    sniff_upload,
+from rag_service.models import (
+    Chunk,
+    Document,
+    DocumentVersion,
+    Index,
+    UploadBlob,
+    utcnow,
 )
+from rag_service.services.access import Access, AccessService, Boundary, nfc, spellings
+from rag_service.services.common import (
+    Principal,
+    audit,
+    get_owned,
+    page_of,
+    versions_with_live_ingest_job,
+)
+from rag_service.services.events import emit_document, reported_version
+from rag_service.services.ingestion import IngestionService, prepare_isolated
+from rag_service.services.jobs import JobService
+from rag_service.services.preparation import PreparedUpload, chunk_rows, sniff_upload
+from rag_service.services.values import parse_int64, readable_metadata
+from rag_service.stores.vector import Filter, Match
 
 MAX_NAME_LENGTH = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -149,8 +159,6 @@ class DocumentService:
         """Claim the version now (so if_version answers at once), parse and index in an `ingest` job.
         The gate runs first: a refused upload stores no version and no bytes (the job's own check
         below then cannot refuse what the gate let through)."""
-        from rag_service.services.jobs import JobService
-
         index = self.access.authorize(principal, index_id, "write", boundary).index
         filename = clean_name(filename or "upload")
         name = clean_name(name) if name else filename
@@ -393,8 +401,6 @@ class DocumentService:
 
 
 def _doc_filter(document_id: str):
-    from rag_service.stores.vector import Filter, Match
-
     return Filter(must=(Match("document_id", document_id),))
 
 

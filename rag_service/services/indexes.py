@@ -12,9 +12,11 @@ from sqlmodel import delete, select
 from rag_service.context import ServiceContext
 from rag_service.errors import Conflict, ValidationFailed
 from rag_service.models import Chunk, Document, DocumentVersion, Index, new_id, utcnow
-from rag_service.stores.embedder import identity_of
+from rag_service.services.access import AccessService
 from rag_service.services.common import PRIVACY_TIERS, Principal, audit, page_of
 from rag_service.services.events import emit_document, reported_version
+from rag_service.services.ingestion import IngestionService
+from rag_service.stores.embedder import identity_of
 
 MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b"}
 
@@ -55,8 +57,6 @@ class IndexService:
 
     def get_owned(self, principal: Principal, index_id: str) -> Index:
         """By id or name, inside the caller's project (the access gate's lookup)."""
-        from rag_service.services.access import AccessService
-
         return AccessService(self.ctx).resolve(principal, index_id)
 
     def _document_counts(self, index_ids: list[str]) -> dict[str, int]:
@@ -156,8 +156,6 @@ class IndexService:
             except IntegrityError:
                 raise Conflict(f"an index named {body.get('name')!r} already exists", field="name") from None
         if {"bm25_k1", "bm25_b"} & set(body):
-            from rag_service.services.ingestion import IngestionService
-
             IngestionService(self.ctx).reencode_lexical(index_id)
         return self.view(self.get_owned(principal, index_id))
 

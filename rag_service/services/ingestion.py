@@ -5,57 +5,34 @@ idempotent (deterministic point ids), so a crashed ingestion can simply re-run.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-import uuid
-from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, or_, update
 from sqlmodel import select
 
-from pipelines.chunk import chunk_elements
 from pipelines.lexical import Bm25Params, document_vector, tokenize
-from pipelines.parse import ParseFailure, UnsupportedFormat, media_type_for, parse_document
-from pipelines.types import ChunkDraft
 from rag_service.context import ServiceContext
-from rag_service.errors import CorruptDocument, EmptyDocument, RetrievalUnavailable, UnsupportedMediaType
+from rag_service.errors import RetrievalUnavailable
 from rag_service.models import Chunk, Document, DocumentVersion, Index, utcnow
 from rag_service.services.events import emit_version_outcome
+from rag_service.services.preparation import (
+    PreparedUpload,
+    check_unzipped_size,
+    prepare_upload,
+    sniff_upload,
+)
 from rag_service.stores.embedder import identity_of
-from rag_service.stores.vector import Filter, Match, Range, StoreUnavailable, VectorPoint
+from rag_service.stores.vector import (
+    Filter,
+    Match,
+    Range,
+    StoreUnavailable,
+    VectorPoint,
+)
 
 log = logging.getLogger(__name__)
-POINT_NAMESPACE = uuid.UUID("6f1d8a0e-3c55-4a8e-9a57-2b1f0c9d7e41")
-
-
-def point_id(collection: str, document_id: str, version: int, ordinal: int) -> str:
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{collection}/{document_id}/{version}/{ordinal}"))
-
-
-@dataclass
-class PreparedUpload:
-    filename: str
-    media_type: str
-    content_hash: str
-    size: int
-    text: str
-    chunks: list[ChunkDraft]
-    tokens: list[list[str]]
-
-
-def prepare_upload(data: bytes, filename: str, max_characters: int, overlap: int) -> PreparedUpload:
-    """Parse and chunk; raise a domain error for anything that must not become a version."""
-    sniffed = sniff_upload(data, filename)
-    try:
-        parsed, raw = parse_document(data, filename, sniffed.media_type)
-    except ParseFailure as exc:
-        raise CorruptDocument(str(exc), filename=filename, media_type=sniffed.media_type) from None
-    chunks = chunk_elements(raw, max_characters, overlap)
-    if not chunks:
-        raise EmptyDocument("no text could be extracted from the file", filename=filename, media_type=sniffed.media_type)
-    return replace(sniffed, text=parsed.text, chunks=chunks, tokens=[tokenize(c.text) for c in chunks])
 
 
 def prepare_isolated(ctx: ServiceContext, data: bytes, filename: str, max_characters: int, overlap: int) -> PreparedUpload:
@@ -65,68 +42,6 @@ def prepare_isolated(ctx: ServiceContext, data: bytes, filename: str, max_charac
     if ctx.parser is None:
         return prepare_upload(data, filename, max_characters, overlap)
     return ctx.parser.prepare(data, filename, max_characters, overlap)
-
-
-def check_unzipped_size(data: bytes, filename: str, limit_mb: int) -> None:
-    """Refuse zip bombs before any parser inflates them."""
-    import io
-    import zipfile
-
-    if not data.startswith(b"PK"):
-        return
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            total = sum(i.file_size for i in z.infolist())
-            entries = len(z.infolist())
-    except zipfile.BadZipFile:
-        return  # the parse step reports a corrupt container
-    if total > limit_mb * 1024 * 1024 or entries > 10_000 or (len(data) and total / len(data) > 200):
-        raise CorruptDocument(
-            f"the archive would inflate to {total} bytes in {entries} entries; refused as a decompression bomb",
-            filename=filename, reason="decompression_bomb")
-
-
-def prepare_text(text: str, max_characters: int, overlap: int) -> PreparedUpload:
-    """Re-chunk a version from its stored text (a reindex with new chunking settings)."""
-    from pipelines.parse import parse_text
-
-    chunks = chunk_elements(parse_text(text), max_characters, overlap)
-    return PreparedUpload(filename="", media_type="text/plain", content_hash="", size=len(text), text=text,
-                          chunks=chunks, tokens=[tokenize(c.text) for c in chunks])
-
-
-def sniff_upload(data: bytes, filename: str) -> PreparedUpload:
-    """The checks an asynchronous upload can answer at once; parsing happens in its job."""
-    try:
-        media_type = media_type_for(filename)
-    except UnsupportedFormat as exc:
-        raise UnsupportedMediaType(str(exc), filename=filename) from None
-    if not data:
-        raise EmptyDocument("the file is empty", filename=filename)
-    return PreparedUpload(filename=filename, media_type=media_type, content_hash=hashlib.sha256(data).hexdigest(),
-                          size=len(data), text="", chunks=[], tokens=[])
-
-
-def chunk_rows(index: Index, document_id: str, version_id: str, number: int, prepared: PreparedUpload) -> list[Chunk]:
-    """Chunk rows of one version in the index's collection generation (index.collection)."""
-    return [
-        Chunk(
-            id=point_id(index.collection, document_id, number, c.ordinal),
-            version_id=version_id,
-            document_id=document_id,
-            index_id=index.id,
-            collection=index.collection,
-            version=number,
-            ordinal=c.ordinal,
-            text=c.text,
-            content_hash=c.content_hash,
-            token_count=len(tokens),
-            page=c.page,
-            element_type=c.element_type,
-            section=c.section,
-        )
-        for c, tokens in zip(prepared.chunks, prepared.tokens)
-    ]
 
 
 def _field_kind(value: Any) -> str | None:
@@ -159,17 +74,17 @@ class IngestionService:
             # Written live: one store write per chunk batch and no flag flips for a new document.
             # Early flags are harmless, as in promote: search serves a hit only if SQL says its
             # version is current, and a failed version's points are darkened by the next promote.
-            embedded = self._write_points(index, document, version, chunks, tokens, live=1)
+            embedded = self.write_points(index, document, version, chunks, tokens, live=1)
         except Exception as exc:
             self._drop_points(index, document.id, version.version)
-            self._mark_failed(version.id, f"{type(exc).__name__}: {exc}")
+            self.mark_failed(version.id, f"{type(exc).__name__}: {exc}")
             if isinstance(exc, StoreUnavailable):
                 raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
             raise
         self.promote(index, document.id, version.id, version.version,
                      counts={"chunks_embedded": embedded, "chunks_reused": len(chunks) - embedded}, written_live=True)
 
-    def _write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk],
+    def write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk],
                       tokens: list[list[str]] | None = None, live: int = 0) -> int:
         """Embed (reusing cached vectors) and upsert with this `live` flag; returns how many
         chunks the model embedded."""
@@ -238,7 +153,7 @@ class IngestionService:
         except Exception as exc:  # noqa: BLE001 - the upload's own error is the one to report
             log.info("points of failed version %s/%s not removed: %s", document_id, version, exc)
 
-    def _mark_failed(self, version_id: str, error: str) -> None:
+    def mark_failed(self, version_id: str, error: str) -> None:
         with self.ctx.db.session() as s:
             s.exec(update(DocumentVersion).where(DocumentVersion.id == version_id).values(status="failed", error=error[:2000]))
             emit_version_outcome(s, version_id, error=error[:2000])  # the outbox: commits with the change

@@ -21,10 +21,17 @@ from rag_service.errors import PermanentJobError, ServiceError, ValidationFailed
 from rag_service.models import Job, utcnow
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.boundaries import BOUNDARIES, POLICY
+from rag_service.services.common import (
+    PRIVACY_TIERS,
+    Principal,
+    audit,
+    get_owned,
+    page_of,
+)
+from rag_service.services.events import emit, job_summary
+from rag_service.services.job_handle import JobCancelled, JobHandle
 from rag_service.services.job_params import validate_params
 from rag_service.services.loops import ClaimLoops
-from rag_service.services.common import PRIVACY_TIERS, Principal, audit, get_owned, page_of
-from rag_service.services.events import emit, job_summary
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +70,6 @@ RULES = [
 
 class JobNotLive(ServiceError):
     code = "rag_job_runner_not_live"
-
-
-class JobCancelled(Exception):
-    pass
 
 
 def contract() -> dict[str, Any]:
@@ -174,23 +177,6 @@ class JobService:
         return {state: dict(rows).get(state, 0) for state in JOB_STATES}
 
 
-class JobHandle:
-    """What a handler sees: its job, progress reporting and cancellation."""
-
-    def __init__(self, runner: "JobRunner", job: Job) -> None:
-        self.runner = runner
-        self.job = job
-
-    def progress(self, percent: float) -> None:
-        pct = max(0, min(100, int(percent)))
-        with self.runner.ctx.db.session() as s:
-            s.exec(update(Job).where(Job.id == self.job.id).values(progress=pct, updated_at=utcnow()))
-            s.commit()
-            cancel = s.exec(select(Job.cancel_requested).where(Job.id == self.job.id)).one()
-        if cancel:
-            raise JobCancelled()
-
-
 class JobRunner(ClaimLoops):
     """Claims and runs jobs: threads in the API process, or the `rag-service worker` loop."""
 
@@ -198,14 +184,13 @@ class JobRunner(ClaimLoops):
 
     def __init__(self, ctx: ServiceContext, lease_seconds: float = 60.0, poll_seconds: float = 0.5,
                  handlers: dict[str, Callable[[JobHandle], dict]] | None = None, concurrency: int = 1) -> None:
-        from rag_service.services.job_handlers import HANDLERS
-
+        # The handlers come from the composition root (rag_service.services.job_handlers.build_job_runner).
         # Several loops at once: ingest jobs of many async uploads then overlap (one parses
         # while another embeds) and share model batches, as a batch upload's files do.
         super().__init__(concurrency, poll_seconds)
         self.ctx = ctx
         self.lease_seconds = lease_seconds
-        self.handlers = handlers or HANDLERS
+        self.handlers = handlers or {}
         self.running: set[str] = set()
 
     @property

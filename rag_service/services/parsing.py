@@ -16,6 +16,7 @@ import threading
 import time
 
 from rag_service.errors import DocumentTooLarge, ParseTimeout
+from rag_service.services.preparation import prepare_upload
 
 _MB = 1024 * 1024
 
@@ -71,8 +72,6 @@ def _ready() -> bool:
 
 
 def _prepare(data: bytes, filename: str, max_characters: int, overlap: int):
-    from rag_service.services.ingestion import prepare_upload
-
     return prepare_upload(data, filename, max_characters, overlap)
 
 

@@ -13,7 +13,11 @@ import threading
 import time
 from typing import Any
 
+from sqlmodel import select
+
 from rag_service.context import ServiceContext
+from rag_service.models import Index
+from rag_service.services.search import SearchParams, SearchService
 
 log = logging.getLogger(__name__)
 WARM_INDEXES = 20  # a deployment with more loads the rest on first use
@@ -61,11 +65,6 @@ class Readiness:
     def _warm_search(self) -> None:
         """One real hybrid retrieval over the most recently used indexes: opens their shards,
         loads their encoders (an index keeps the one it was built with), fills the SQL pool."""
-        from sqlmodel import select
-
-        from rag_service.models import Index
-        from rag_service.services.search import SearchParams, SearchService
-
         with self.ctx.db.session() as s:
             indexes = list(s.exec(select(Index).order_by(Index.updated_at.desc()).limit(WARM_INDEXES)).all())
         if not indexes:

@@ -24,20 +24,33 @@ import numpy as np
 from sqlalchemy import func, update
 from sqlmodel import select
 
-from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index, Job, new_id, utcnow
+from pipelines.embed import EncoderIdentity
+from pipelines.lexical import query_vector
+from rag_service.errors import PermanentJobError
+from rag_service.models import (
+    Chunk,
+    Document,
+    DocumentVersion,
+    EvalRun,
+    Index,
+    Job,
+    new_id,
+    utcnow,
+)
 from rag_service.services.events import emit
-from rag_service.services.ingestion import IngestionService, chunk_rows, prepare_text
+from rag_service.services.ingestion import IngestionService
+from rag_service.services.job_handle import JobHandle
 from rag_service.services.job_params import parse_eval_set
-from rag_service.services.jobs import JobHandle, PermanentJobError
+from rag_service.services.preparation import chunk_rows, prepare_text
+from rag_service.services.search import SearchParams, SearchService
 from rag_service.stores.embedder import identity_of
+from rag_service.stores.vector import Filter, Match, SearchRequest
 
 SETTINGS_FIELDS = ("collection", "embedding_model", "embedding_backend", "embedding_precision", "embedding_dim",
                    "chunk_max_characters", "chunk_overlap", "bm25_avg_len")
 
 
 def _timed_ranking(search, index: Index, text: str, mode: str, top_k: int) -> tuple[dict[str, float], float]:
-    from rag_service.services.search import SearchParams
-
     started = time.perf_counter()
     rows, _, _ = search.retrieve([index], SearchParams(query=text, top_k=top_k, mode=mode, result_type="document",
                                                        explain=False, record_evidence=False))
@@ -61,8 +74,6 @@ def _mode_metrics(run: dict[str, dict[str, float]], latencies: list[float], qrel
 def evaluate_indexes(ctx, index: Index, queries: dict[str, str], qrels: dict[str, dict[str, int]],
                      modes: list[str], top_k: int = 100, on_query=None) -> dict[str, Any]:
     """nDCG@10, Recall@100, MRR@10 (ranx) and latency percentiles per mode, on document results."""
-    from rag_service.services.search import SearchService
-
     search = SearchService(ctx)
     metrics: dict[str, Any] = {}
     for mode in modes:
@@ -82,8 +93,6 @@ def evaluate_side_by_side(ctx, old: Index, new: Index, queries: dict[str, str], 
     """Both collections judged in one pass: each query runs on old then new, `rounds` times, and a
     query's latency is its median over the rounds. Interleaving puts a noisy neighbour, a GC pause
     or a cold cache on both sides alike, so the latency gate compares collections, not moments."""
-    from rag_service.services.search import SearchService
-
     search = SearchService(ctx)
     rounds = max(1, rounds)
     sides = {"old": old, "new": new}
@@ -150,7 +159,7 @@ def fill_collection(ctx, target: Index, index_id: str, progress=None) -> int:
         lengths = [c.token_count for d, v, cs in built if v.version == d.current_version for c in cs] or [1]
         target.bm25_avg_len = max(sum(lengths) / len(lengths), 1.0)
     for n, (doc, version, chunks) in enumerate(built):
-        ingestion._write_points(target, doc, version, chunks)
+        ingestion.write_points(target, doc, version, chunks)
         if progress:
             progress(n + 1, len(built))
     for doc_id in {d.id for d, _, _ in built}:
@@ -175,9 +184,6 @@ def check_stale(ctx, target: Index, index_id: str, queries: dict[str, str]) -> d
     """Does `target` serve exactly SQL's current versions? Counts live points per document
     against the current version's chunk rows, and checks every raw store hit of the eval
     queries (dense and lexical) against SQL."""
-    from pipelines.lexical import query_vector
-    from rag_service.stores.vector import Filter, Match, SearchRequest
-
     with ctx.db.session() as s:
         docs = {d.id: d for d in s.exec(select(Document).where(Document.index_id == index_id)).all()}
         expected = dict(s.exec(
@@ -353,8 +359,6 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
 def _new_encoder(ctx, index: Index, model: str, params: dict[str, Any]):
     """The identity of the rebuilt collection: the index's own unless the job names another
     model or variant (then `auto` parts are decided on this machine, as for a new index)."""
-    from pipelines.embed import EncoderIdentity
-
     backend, precision = params.get("embedding_backend"), params.get("embedding_precision")
     current = identity_of(index)
     if model == current.model and backend is None and precision is None:

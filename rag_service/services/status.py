@@ -12,8 +12,10 @@ from rag_service.context import ServiceContext
 from rag_service.models import Chunk, Document, DocumentVersion, EvalRun, Index
 from rag_service.services.boundaries import BOUNDARIES, POLICY
 from rag_service.services.common import PRIVACY_TIERS, Principal
+from rag_service.services.delivery import owed
 from rag_service.services.events import EVENT_TYPES
 from rag_service.services.jobs import JOB_CLASSES, JobService
+from rag_service.services.search import Reranker
 
 
 def _probe(fn: Callable[[], Any]) -> dict[str, Any]:
@@ -60,8 +62,6 @@ class StatusService:
                 "last_loop_s_ago": round(time.time() - (runner.last_heartbeat or time.time()), 3)}
 
     def _deliverer_probe(self) -> dict[str, Any]:
-        from rag_service.services.delivery import owed
-
         deliverer = getattr(self.ctx, "deliverer", None)
         if deliverer is None or not deliverer.alive():
             raise RuntimeError("no webhook deliverer in this process (rag-service worker processes may still deliver)")
@@ -69,8 +69,6 @@ class StatusService:
         return {"owner": deliverer.owner, "deliveries_pending": pending, "oldest_pending_s": round(oldest, 3)}
 
     def _reranker_probe(self) -> dict[str, Any]:
-        from rag_service.services.search import Reranker
-
         reranker = self.reranker or Reranker(self.ctx.settings.rerank_model)
         reranker.load()
         return {"model": self.ctx.settings.rerank_model}

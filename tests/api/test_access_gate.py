@@ -24,7 +24,7 @@ from sqlmodel import select
 from rag_service.app import create_app
 from rag_service.context import build_context
 from rag_service.models import AuditLog, Chunk, Document, DocumentVersion, Evidence, Index, Job, Project, UploadBlob
-from rag_service.services.jobs import JobRunner
+from rag_service.services.job_handlers import build_job_runner
 from tests.api.test_rag import wait_job
 from tests.conftest import Api, new_key
 
@@ -206,7 +206,7 @@ def test_pending_version_without_a_job_does_not_make_a_retry_unchanged(app_facto
     api.post(f"/v1/rag/jobs/{first.json()['id']}/cancel")  # now nothing will ever index version 1
     retry = api.post(f"/v1/indexes/{index}/documents", files=plan, params={"async": "true"})
     assert retry.status_code == 202, retry.text
-    runner = JobRunner(ctx)
+    runner = build_job_runner(ctx)
     while runner.run_once():
         pass
     doc = api.get(f"/v1/indexes/{index}/documents/by-name/plan.txt").json()

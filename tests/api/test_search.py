@@ -106,14 +106,14 @@ def test_old_version_served_while_new_one_indexes(app_factory, monkeypatch):
     i = api.create_index()["id"]
     api.upload(i, "menu.txt", b"Today's special is the mushroom risotto with truffle oil.")
     entered, release = threading.Event(), threading.Event()
-    original = IngestionService._write_points
+    original = IngestionService.write_points
 
     def slow_write(self, *args, **kwargs):
         entered.set()
         assert release.wait(30)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(IngestionService, "_write_points", slow_write)
+    monkeypatch.setattr(IngestionService, "write_points", slow_write)
     result = {}
     worker = threading.Thread(target=lambda: result.setdefault("r", api.upload(i, "menu.txt", b"Today's special is grilled salmon with lemon.")))
     worker.start()

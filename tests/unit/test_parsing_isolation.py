@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from rag_service.errors import CorruptDocument, DocumentTooLarge, ParseTimeout
-from rag_service.services.ingestion import check_unzipped_size
+from rag_service.services.preparation import check_unzipped_size
 from rag_service.services.parsing import ParserPool
 
 
