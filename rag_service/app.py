@@ -10,10 +10,10 @@ from fastapi import Depends, FastAPI, Request, Response
 from rag_service.api import batch, documents, events, health, indexes, keys, rag, search, webhooks
 from rag_service.api.deps import checked_inputs
 from rag_service.api.errors import install_error_handlers
+from rag_service.api.limits import StreamingBodyLimit
 from rag_service.api.middleware import AuthBeforeBody, RequestMiddleware
 from rag_service.config import Settings
 from rag_service.context import ServiceContext, build_context
-from rag_service.limits import StreamingBodyLimit
 from rag_service.services.auth import AuthService
 from rag_service.services.delivery import Deliverer, owed
 from rag_service.services.job_handlers import build_job_runner
@@ -85,11 +85,10 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     for router in (health.router, indexes.router, batch.router, documents.router, search.router, keys.router, rag.router,
                    webhooks.router, events.router):
         app.include_router(router)
-    from rag_service import mcp_server  # agent tools: OpenAI function calling, and MCP at /mcp
-    from rag_service.api import tools
+    from rag_service.api import mcp, tools  # agent tools: OpenAI function calling, and MCP at /mcp
 
     app.include_router(tools.router)
-    mcp_server.mount(app)
+    mcp.mount(app)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:

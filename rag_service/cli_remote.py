@@ -421,7 +421,7 @@ def mcp(url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     search, get_document and list_indexes, proxied to the running service."""
     import anyio
 
-    from rag_service.mcp_server import serve_stdio
+    from rag_service.api.mcp import serve_stdio
 
     anyio.run(serve_stdio, url or DEFAULT_URL, api_key)
 

@@ -16,8 +16,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag_service.error_codes import STATUS_BY_CODE
 from rag_service.errors import ServiceError
-from rag_service.limits import BodyTooLarge
 from rag_service.services.values import text_problem
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from receive(): FastAPI re-raises HTTPExceptions from body parsing
+    untouched, so the app's error handler answers 413 payload_too_large."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(status_code=413, detail=f"request body is larger than {limit_bytes} bytes")
+        self.limit_bytes = limit_bytes
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",

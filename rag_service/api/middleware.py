@@ -22,7 +22,7 @@ from rag_service.api.deps import api_key_from
 from rag_service.api.errors import error_response
 from rag_service.config import Settings
 from rag_service.logs import request_id_var
-from rag_service.services.ratelimit import RateLimiter
+from rag_service.api.ratelimit import RateLimiter
 
 access_log = logging.getLogger("rag_service.access")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -3,7 +3,7 @@
 Each tool is defined once here (arguments model, description, handler calling
 the services with the caller's Principal). This module serves them as OpenAI
 function-calling tools (`GET /v1/tools/openai`, `POST /v1/tools/call`), and
-`rag_service.mcp_server` serves the very same definitions over MCP. Every
+`rag_service.api.mcp` serves the very same definitions over MCP. Every
 result carries citations an agent can quote: document name, version, chunk
 position and the provenance metadata given at upload.
 """

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from rag_service.limits import BodyTooLarge, StreamingBodyLimit
+from rag_service.api.errors import BodyTooLarge
+from rag_service.api.limits import StreamingBodyLimit
 from tests.conftest import Api, new_key
 
 

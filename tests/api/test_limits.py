@@ -1,6 +1,6 @@
 """Per-key rate limiting and CORS configuration."""
 
-from rag_service.services.ratelimit import RateLimiter
+from rag_service.api.ratelimit import RateLimiter
 from tests.conftest import Api, new_key
 
 

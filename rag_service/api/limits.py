@@ -8,17 +8,9 @@ so the service never holds more than one over-limit body's worth of a request.
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-class BodyTooLarge(HTTPException):
-    """Raised from receive(): FastAPI re-raises HTTPExceptions from body parsing
-    untouched, so the app's error handler answers 413 payload_too_large."""
-
-    def __init__(self, limit_bytes: int) -> None:
-        super().__init__(status_code=413, detail=f"request body is larger than {limit_bytes} bytes")
-        self.limit_bytes = limit_bytes
+from rag_service.api.errors import BodyTooLarge, error_response
 
 
 class StreamingBodyLimit:
@@ -55,7 +47,5 @@ class StreamingBodyLimit:
             # outside a route (a middleware), where no handler is in the way.
             if started:
                 raise
-            from rag_service.api.errors import error_response
-
             response = error_response("payload_too_large", exc.detail, limit_bytes=exc.limit_bytes)
             await response(scope, receive, send)
