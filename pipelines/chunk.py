@@ -48,6 +48,21 @@ from pipelines.types import ChunkDraft, ParsedElement
 # `python -m benchmarks incremental`: chunks fill ~50 % of the budget and one inserted
 # paragraph re-embeds one or two chunks (larger fractions filled more but resynchronised
 # later: up to a third of a 30-paragraph document re-embedded).
+# The chunk sizes an index (or a reindex) may ask for: every edge checks with chunking_problem.
+MIN_CHUNK_CHARACTERS = 50
+MAX_CHUNK_CHARACTERS = 20_000
+
+
+def chunking_problem(max_characters: int, overlap: int) -> tuple[str, str] | None:
+    """(field, message) when the settings are out of bounds, else None."""
+    if not MIN_CHUNK_CHARACTERS <= max_characters <= MAX_CHUNK_CHARACTERS:
+        return "chunk_max_characters", (f"chunk_max_characters must be between {MIN_CHUNK_CHARACTERS} "
+                                        f"and {MAX_CHUNK_CHARACTERS}")
+    if not 0 <= overlap < max_characters:
+        return "chunk_overlap", "chunk_overlap must be >= 0 and below chunk_max_characters"
+    return None
+
+
 _TARGET_FRACTION = 0.5
 _MIN_FRACTION = 0.25
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")

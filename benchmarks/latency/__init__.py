@@ -60,6 +60,7 @@ from benchmarks.latency.levels import LatencyRun
 from benchmarks.latency.report import markdown
 from benchmarks.report import emit, write_results
 from benchmarks.synthetic import ChunkSynthesizer
+from pipelines.chunk import chunking_problem
 
 MODES = ("dense", "lexical", "hybrid")
 
@@ -107,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
     modes = parse_modes(args.modes, MODES)
     levels = sorted(set(args.chunks))
     args.concurrency = sorted(set(args.concurrency))  # the headline ratio is the lowest concurrency's
-    if not 50 <= args.chunk_chars <= 20000:
-        raise SystemExit("--chunk-chars must be between 50 and 20000 (the service's limits)")
+    problem = chunking_problem(args.chunk_chars, 0)
+    if problem:
+        raise SystemExit(f"--chunk-chars: {problem[1]} (the service's limits)")
 
     ds = load_beir(args.dataset)
     queries = list(ds.queries.values())

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
 from rag_service.models import AuditLog, Evidence, as_utc
-from rag_service.services.common import Principal, get_owned, page_of
+from rag_service.services.common import Principal, fetch_page, get_owned, page_of
 
 
 class AuditService:
@@ -31,8 +30,7 @@ class AuditService:
                 q = q.where(AuditLog.created_at >= as_utc(since))
             if until:
                 q = q.where(AuditLog.created_at <= as_utc(until))
-            total = s.exec(select(func.count()).select_from(q.subquery())).one()
-            rows = s.exec(q.order_by(AuditLog.id).offset((page - 1) * per_page).limit(per_page)).all()
+            rows, total = fetch_page(s, q, (AuditLog.id,), page, per_page)
         items = [{"id": r.id, "created_at": r.created_at, "action": r.action, "key_id": r.key_id,
                   "target_type": r.target_type, "target_id": r.target_id, "detail": r.detail} for r in rows]
         return page_of(items, total, page, per_page)

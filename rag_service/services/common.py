@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import func
+from sqlmodel import Session, delete, select
 
 from rag_service.errors import NotFound
-from rag_service.models import AuditLog, Job
+from rag_service.models import (
+    AuditLog,
+    Chunk,
+    Document,
+    DocumentVersion,
+    Job,
+    UploadBlob,
+)
 
 ROLES = ("reader", "editor", "admin")
 PRIVACY_TIERS = ("public", "mesh_safe", "private", "personal")
@@ -45,8 +53,28 @@ def versions_with_live_ingest_job(session: Session, version_ids: list[str], exce
     return set(session.exec(q).all())
 
 
+def purge_documents(session: Session, which: Any) -> None:
+    """The hard-delete cascade, in the caller's transaction: every row of the documents `which`
+    (a condition on Document) selects - upload bytes still waiting for their job, chunks, versions,
+    the documents. Their vector points go after the commit (the caller's job)."""
+    documents = select(Document.id).where(which)
+    versions = select(DocumentVersion.id).where(DocumentVersion.document_id.in_(documents))
+    session.exec(delete(UploadBlob).where(UploadBlob.version_id.in_(versions)))
+    session.exec(delete(Chunk).where(Chunk.document_id.in_(documents)))
+    session.exec(delete(DocumentVersion).where(DocumentVersion.document_id.in_(documents)))
+    session.exec(delete(Document).where(which))
+
+
 def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
     return {"items": items, "total": total, "page": page, "per_page": per_page}
+
+
+def fetch_page(session: Session, query: Any, order_by: tuple[Any, ...], page: int, per_page: int) -> tuple[list[Any], int]:
+    """One page of a listing's rows (in `order_by`, which ends with a unique column so pages never
+    overlap) and how many rows the whole listing has: the one paging rule of every list route."""
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(*order_by).offset((page - 1) * per_page).limit(per_page)).all()
+    return list(rows), total
 
 
 def audit(session: Session, principal: Principal | None, action: str, target_type: str | None = None,

@@ -7,9 +7,9 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import delete, select
+from sqlmodel import select
 
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed, VersionConflict
@@ -25,8 +25,10 @@ from rag_service.services.access import Access, AccessService, Boundary, nfc, sp
 from rag_service.services.common import (
     Principal,
     audit,
+    fetch_page,
     get_owned,
     page_of,
+    purge_documents,
     versions_with_live_ingest_job,
 )
 from rag_service.services.events import emit_document, reported_version
@@ -311,8 +313,7 @@ class DocumentService:
                 q = q.where(Document.deleted_at.is_(None))
             if name_prefix:
                 q = q.where(Document.name.startswith(nfc(name_prefix)))
-            total = s.exec(select(func.count()).select_from(q.subquery())).one()
-            docs = s.exec(q.order_by(Document.created_at, Document.id).offset((page - 1) * per_page).limit(per_page)).all()
+            docs, total = fetch_page(s, q, (Document.created_at, Document.id), page, per_page)
         out = page_of([self._view(d) for d in docs], total, page, per_page) | {"data_boundary": boundary.name}
         return out if index_id else out | {"indexes_excluded": excluded}
 
@@ -366,10 +367,7 @@ class DocumentService:
         if hard:
             with self.ctx.db.session() as s:
                 reported = reported_version(s, doc)  # read before its rows go
-                version_ids = select(DocumentVersion.id).where(DocumentVersion.document_id == doc.id)
-                s.exec(delete(Chunk).where(Chunk.document_id == doc.id))
-                s.exec(delete(DocumentVersion).where(DocumentVersion.id.in_(version_ids)))
-                s.exec(delete(Document).where(Document.id == doc.id))
+                purge_documents(s, Document.id == doc.id)
                 audit(s, principal, "document.hard_delete", "document", doc.id, name=doc.name)
                 emit_document(s, "document.purged", doc, reported)  # the outbox: last, then commit
                 s.commit()

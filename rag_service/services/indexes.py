@@ -9,11 +9,19 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import delete, select
 
+from pipelines.chunk import chunking_problem
 from rag_service.context import ServiceContext
 from rag_service.errors import Conflict, ValidationFailed
-from rag_service.models import Chunk, Document, DocumentVersion, Index, new_id, utcnow
+from rag_service.models import Document, Index, new_id, utcnow
 from rag_service.services.access import AccessService
-from rag_service.services.common import PRIVACY_TIERS, Principal, audit, page_of
+from rag_service.services.common import (
+    PRIVACY_TIERS,
+    Principal,
+    audit,
+    fetch_page,
+    page_of,
+    purge_documents,
+)
 from rag_service.services.events import emit_document, reported_version
 from rag_service.services.ingestion import IngestionService
 from rag_service.stores.embedder import identity_of
@@ -79,10 +87,9 @@ class IndexService:
         model = body.get("embedding_model") or settings.default_embedding_model
         max_chars = int(body.get("chunk_max_characters") or settings.default_chunk_max_characters)
         overlap = int(body.get("chunk_overlap") if body.get("chunk_overlap") is not None else settings.default_chunk_overlap)
-        if not 50 <= max_chars <= 20000:
-            raise ValidationFailed("chunk_max_characters must be between 50 and 20000", field="chunk_max_characters")
-        if not 0 <= overlap < max_chars:
-            raise ValidationFailed("chunk_overlap must be >= 0 and below chunk_max_characters", field="chunk_overlap")
+        problem = chunking_problem(max_chars, overlap)
+        if problem:
+            raise ValidationFailed(problem[1], field=problem[0])
         try:
             # What `auto` (or the configured variant) resolves to now; the index keeps it from here on.
             encoder = self.ctx.embedders.resolve(model, settings.embedding_backend, settings.embedding_precision)
@@ -126,8 +133,7 @@ class IndexService:
     def list(self, principal: Principal, page: int, per_page: int) -> dict[str, Any]:
         with self.ctx.db.session() as s:
             base = select(Index).where(Index.project_id == principal.project_id)
-            total = s.exec(select(func.count()).select_from(base.subquery())).one()
-            rows = s.exec(base.order_by(Index.created_at, Index.id).offset((page - 1) * per_page).limit(per_page)).all()
+            rows, total = fetch_page(s, base, (Index.created_at, Index.id), page, per_page)
         counts = self._document_counts([r.id for r in rows])
         return page_of([index_view(r, counts.get(r.id, 0)) for r in rows], total, page, per_page)
 
@@ -165,10 +171,7 @@ class IndexService:
         with self.ctx.db.session() as s:
             # Every document goes with the index: each is reported purged, in the same transaction.
             purged = [(doc, reported_version(s, doc)) for doc in s.exec(select(Document).where(Document.index_id == index_id))]
-            version_ids = select(DocumentVersion.id).join(Document).where(Document.index_id == index_id)
-            s.exec(delete(Chunk).where(Chunk.index_id == index_id))
-            s.exec(delete(DocumentVersion).where(DocumentVersion.id.in_(version_ids)))
-            s.exec(delete(Document).where(Document.index_id == index_id))
+            purge_documents(s, Document.index_id == index_id)
             s.exec(delete(Index).where(Index.id == index_id))
             audit(s, principal, "index.delete", "index", index_id, name=index.name)
             for doc, version in purged:  # the outbox: last, then commit

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 
+from pipelines.chunk import MAX_CHUNK_CHARACTERS, MIN_CHUNK_CHARACTERS
 from rag_service.errors import PermanentJobError, ValidationFailed
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -50,8 +51,8 @@ class PurgeParams(_Params):
 
 class ReindexParams(_Params):
     embedding_model: str | None = Field(None, min_length=1, max_length=500)
-    chunk_max_characters: StrictInt | None = Field(None, ge=50, le=20000)
-    chunk_overlap: StrictInt | None = Field(None, ge=0, le=20000)
+    chunk_max_characters: StrictInt | None = Field(None, ge=MIN_CHUNK_CHARACTERS, le=MAX_CHUNK_CHARACTERS)
+    chunk_overlap: StrictInt | None = Field(None, ge=0, le=MAX_CHUNK_CHARACTERS)
     max_ndcg_drop: float = Field(0.01, ge=-1, le=1, allow_inf_nan=False)
     # The encoder the rebuilt collection gets (services/reindex.py); `auto` decides on this machine.
     embedding_backend: Literal["auto", "torch", "onnx"] | None = None

@@ -25,6 +25,7 @@ from rag_service.services.common import (
     PRIVACY_TIERS,
     Principal,
     audit,
+    fetch_page,
     get_owned,
     page_of,
 )
@@ -151,8 +152,7 @@ class JobService:
             q = select(Job).where(Job.project_id == principal.project_id)
             if status:
                 q = q.where(Job.status == status)
-            total = s.exec(select(func.count()).select_from(q.subquery())).one()
-            rows = s.exec(q.order_by(Job.created_at.desc(), Job.id).offset((page - 1) * per_page).limit(per_page)).all()
+            rows, total = fetch_page(s, q, (Job.created_at.desc(), Job.id), page, per_page)
         return page_of([job_view(j) for j in rows], total, page, per_page)
 
     def cancel(self, principal: Principal, job_id: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import func, update
 from sqlmodel import select
 
+from pipelines.chunk import chunking_problem
 from pipelines.embed import EncoderIdentity
 from pipelines.lexical import query_vector
 from rag_service.errors import PermanentJobError
@@ -289,8 +290,9 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
     max_drop = float(params.get("max_ndcg_drop", 0.01))
     ratio, slack = float(params.get("max_latency_ratio", 1.5)), float(params.get("latency_slack_ms", 5.0))
     modes = params.get("modes") or ["hybrid"]
-    if not 50 <= max_chars <= 20000 or not 0 <= overlap < max_chars:
-        raise PermanentJobError("chunk_max_characters must be 50-20000 and chunk_overlap below it")
+    problem = chunking_problem(max_chars, overlap)
+    if problem:
+        raise PermanentJobError(problem[1])
     try:
         encoder = _new_encoder(ctx, index, model, params)
         dim = ctx.embedders.get(encoder).dimension

@@ -14,13 +14,13 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed
 from rag_service.models import Event, Webhook, WebhookDelivery, utcnow
-from rag_service.services.common import Principal, audit, get_owned, page_of
+from rag_service.services.common import Principal, audit, fetch_page, get_owned, page_of
 from rag_service.services.events import check_event_types, emit
 
 SECRET_PREFIX = "whsec_"
@@ -133,8 +133,7 @@ class WebhookService:
     def list(self, principal: Principal, page: int, per_page: int) -> dict[str, Any]:
         with self.ctx.db.session() as s:
             q = select(Webhook).where(Webhook.project_id == principal.project_id)
-            total = s.exec(select(func.count()).select_from(q.subquery())).one()
-            rows = s.exec(q.order_by(Webhook.created_at, Webhook.id).offset((page - 1) * per_page).limit(per_page)).all()
+            rows, total = fetch_page(s, q, (Webhook.created_at, Webhook.id), page, per_page)
         return page_of([webhook_view(h) for h in rows], total, page, per_page)
 
     def get(self, principal: Principal, webhook_id: str) -> dict[str, Any]:
@@ -209,9 +208,7 @@ class WebhookService:
             q = select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)
             if status:
                 q = q.where(WebhookDelivery.status == status)
-            total = s.exec(select(func.count()).select_from(q.subquery())).one()
-            rows = s.exec(q.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
-                          .offset((page - 1) * per_page).limit(per_page)).all()
+            rows, total = fetch_page(s, q, (WebhookDelivery.created_at.desc(), WebhookDelivery.id), page, per_page)
         return page_of([delivery_view(d) for d in rows], total, page, per_page)
 
     def redeliver(self, principal: Principal, webhook_id: str, delivery_id: str) -> dict[str, Any]:

@@ -186,3 +186,30 @@ def test_upload_reports_chunks_embedded_and_reused(api):
     assert v2["chunks_embedded"] == 1 and v2["chunks_reused"] == v2["chunk_count"] - 1
     version = api.get(f"/v1/documents/{v2['id']}/versions/2").json()
     assert (version["chunks_embedded"], version["chunks_reused"]) == (1, v2["chunk_count"] - 1)
+
+
+def test_a_hard_delete_leaves_no_row_behind_not_even_waiting_upload_bytes(app_factory):
+    # One cascade for a document and for a whole index: chunks, versions, and the bytes of an
+    # async upload whose job has not run yet all go with it.
+    from sqlmodel import select
+
+    from rag_service.models import Chunk, Document, DocumentVersion, UploadBlob
+    from tests.conftest import Api, new_key
+
+    client, ctx = app_factory(job_runner="off")
+    api = Api(client, new_key(ctx))
+    index = api.create_index("cascade")["id"]
+    ready = api.upload(index, "ready.txt", b"Indexed text about terns.").json()
+    pending = api.post(f"/v1/indexes/{index}/documents?async=true", files={"file": ("later.txt", b"Queued text.")})
+    assert pending.status_code == 202, pending.text
+
+    def rows(model):
+        with ctx.db.session() as s:
+            return s.exec(select(model)).all()
+
+    assert rows(UploadBlob) and rows(Chunk)
+    later = pending.json()["document"]["id"]
+    assert api.delete(f"/v1/indexes/{index}/documents/{later}?hard=true").status_code == 200
+    assert rows(UploadBlob) == [] and {d.id for d in rows(Document)} == {ready["id"]}
+    assert api.delete(f"/v1/indexes/{index}").status_code == 204
+    assert rows(Chunk) == [] and rows(DocumentVersion) == [] and rows(Document) == []
