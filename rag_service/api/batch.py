@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 
 from rag_service.api.deps import data_boundary_header, editor, get_ctx
 from rag_service.api.errors import STATUS_BY_CODE
+from rag_service.api.schemas.common import KEYED, errors_for, returns
+from rag_service.api.schemas.documents import BatchResult
 from rag_service.context import ServiceContext
 from rag_service.errors import PayloadTooLarge, ValidationFailed
 from rag_service.services.access import Boundary
@@ -74,7 +76,9 @@ def _item(outcome: BatchOutcome) -> dict[str, Any]:
 
 @router.post("/v1/indexes/{index_id}/documents/batch", status_code=201,
              form_limits={"max_files": MAX_BATCH_FILES, "max_fields": 8},
-             responses={207: {"description": "at least one file failed: see each item's status and code"}})
+             responses=returns(BatchResult, 201, "every file was stored (or unchanged, or queued)")
+             | returns(BatchResult, 207, "at least one file failed: see each item's status_code and code")
+             | errors_for(*KEYED, 403, 404, 413))
 def upload_batch(
     index_id: str,
     file: list[UploadFile] = File(..., description="one part per document"),

@@ -6,6 +6,15 @@ from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, UploadF
 from fastapi.responses import JSONResponse
 
 from rag_service.api.deps import Paging, boundary, data_boundary_header, editor, get_ctx, json_object, reader
+from rag_service.api.schemas.common import KEYED, errors_for, returns
+from rag_service.api.schemas.documents import (
+    AsyncUpload,
+    DeletedDocument,
+    DocumentPage,
+    DocumentView,
+    VersionDetail,
+    VersionListing,
+)
 from rag_service.context import ServiceContext
 from rag_service.errors import PayloadTooLarge, ValidationFailed
 from rag_service.services.access import Boundary
@@ -49,9 +58,16 @@ def _read_limited(file: UploadFile, limit: int) -> bytes:
 
 # One file and a few fields; Starlette would otherwise accept 1000 of each.
 UPLOAD_FORM_LIMITS = {"max_files": 1, "max_fields": 8}
+UPLOAD_ANSWERS = (returns(DocumentView, 201, "a new version, indexed")
+                  | returns(DocumentView, 200, "unchanged: the same bytes and metadata as the latest version")
+                  | returns(AsyncUpload, 202, "`?async=true`: the version is claimed and an ingest job queued")
+                  | errors_for(*KEYED, 403, 404, 409, 413, 415))
+# A document read, write or version: the index or document may be missing, the boundary may refuse.
+ONE_DOCUMENT = errors_for(*KEYED, 403, 404)
 
 
-@router.post("/v1/indexes/{index_id}/documents", status_code=201, form_limits=UPLOAD_FORM_LIMITS)
+@router.post("/v1/indexes/{index_id}/documents", status_code=201, form_limits=UPLOAD_FORM_LIMITS,
+             responses=UPLOAD_ANSWERS)
 def upload_document(
     index_id: str,
     file: UploadFile = File(...),
@@ -83,77 +99,80 @@ def upload_document(
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200, headers={"ETag": view["etag"]})
 
 
-@router.get("/v1/indexes/{index_id}/documents")
+@router.get("/v1/indexes/{index_id}/documents", responses=returns(DocumentPage) | ONE_DOCUMENT)
 def list_index_documents(index_id: str, paging: Paging = Depends(), include_deleted: bool = False,
                          name_prefix: str | None = None, p: Principal = Depends(reader),
                          under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).list(p, index_id, paging.page, paging.per_page, include_deleted, name_prefix, under)
 
 
-@router.get("/v1/indexes/{index_id}/documents/by-name/{name:path}/versions")
+@router.get("/v1/indexes/{index_id}/documents/by-name/{name:path}/versions",
+            responses=returns(VersionListing) | ONE_DOCUMENT)
 def document_versions(index_id: str, name: str, p: Principal = Depends(reader), under: Boundary = Depends(boundary),
                       ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).versions(p, index_id, name, under)
 
 
-@router.get("/v1/indexes/{index_id}/documents/by-name/{name:path}")
+@router.get("/v1/indexes/{index_id}/documents/by-name/{name:path}", responses=returns(DocumentView) | ONE_DOCUMENT)
 def document_by_name(index_id: str, name: str, p: Principal = Depends(reader), under: Boundary = Depends(boundary),
                      ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).get_by_name(p, index_id, name, under)
 
 
-@router.get("/v1/indexes/{index_id}/documents/{document_id}")
+@router.get("/v1/indexes/{index_id}/documents/{document_id}", responses=returns(DocumentView) | ONE_DOCUMENT)
 def get_index_document(index_id: str, document_id: str, p: Principal = Depends(reader),
                        under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).get(p, document_id, index_id, under)
 
 
-@router.get("/v1/indexes/{index_id}/documents/{document_id}/versions/{version}")
+@router.get("/v1/indexes/{index_id}/documents/{document_id}/versions/{version}",
+            responses=returns(VersionDetail) | ONE_DOCUMENT)
 def get_index_document_version(index_id: str, document_id: str, version: VersionNumber,
                                p: Principal = Depends(reader), under: Boundary = Depends(boundary),
                                ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).version(p, document_id, version, index_id, under)
 
 
-@router.delete("/v1/indexes/{index_id}/documents/{document_id}")
+@router.delete("/v1/indexes/{index_id}/documents/{document_id}", responses=returns(DeletedDocument) | ONE_DOCUMENT)
 def delete_index_document(index_id: str, document_id: str, hard: bool = Query(False),
                           p: Principal = Depends(editor), under: Boundary = Depends(boundary),
                           ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).delete(p, document_id, hard, index_id, under)
 
 
-@router.post("/v1/indexes/{index_id}/documents/{document_id}/restore")
+@router.post("/v1/indexes/{index_id}/documents/{document_id}/restore",
+             responses=returns(DocumentView) | ONE_DOCUMENT)
 def restore_index_document(index_id: str, document_id: str, p: Principal = Depends(editor),
                            under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).restore(p, document_id, index_id, under)
 
 
-@router.get("/v1/documents")
+@router.get("/v1/documents", responses=returns(DocumentPage) | errors_for(*KEYED))
 def list_documents(paging: Paging = Depends(), include_deleted: bool = False, name_prefix: str | None = None,
                    p: Principal = Depends(reader), under: Boundary = Depends(boundary),
                    ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).list(p, None, paging.page, paging.per_page, include_deleted, name_prefix, under)
 
 
-@router.get("/v1/documents/{document_id}")
+@router.get("/v1/documents/{document_id}", responses=returns(DocumentView) | ONE_DOCUMENT)
 def get_document(document_id: str, p: Principal = Depends(reader), under: Boundary = Depends(boundary),
                  ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).get(p, document_id, boundary=under)
 
 
-@router.get("/v1/documents/{document_id}/versions/{version}")
+@router.get("/v1/documents/{document_id}/versions/{version}", responses=returns(VersionDetail) | ONE_DOCUMENT)
 def get_document_version(document_id: str, version: VersionNumber, p: Principal = Depends(reader),
                          under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).version(p, document_id, version, boundary=under)
 
 
-@router.delete("/v1/documents/{document_id}")
+@router.delete("/v1/documents/{document_id}", responses=returns(DeletedDocument) | ONE_DOCUMENT)
 def delete_document(document_id: str, hard: bool = Query(False), p: Principal = Depends(editor),
                     under: Boundary = Depends(boundary), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).delete(p, document_id, hard, boundary=under)
 
 
-@router.post("/v1/documents/{document_id}/restore")
+@router.post("/v1/documents/{document_id}/restore", responses=returns(DocumentView) | ONE_DOCUMENT)
 def restore_document(document_id: str, p: Principal = Depends(editor), under: Boundary = Depends(boundary),
                      ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return DocumentService(ctx).restore(p, document_id, boundary=under)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from sse_starlette.sse import EventSourceResponse
 
 from rag_service.api.deps import boundary, get_ctx, reader
+from rag_service.api.schemas.common import KEYED, errors_for
 from rag_service.context import ServiceContext
 from rag_service.services.access import Boundary
 from rag_service.services.common import Principal
@@ -15,8 +16,9 @@ router = APIRouter(tags=["events"])
 
 
 @router.get("/v1/events", response_class=EventSourceResponse,
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "`event: <type>`, `id: <seq>`, `data: <JSON body, as webhooks get it>`"}})
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "`event: <type>`, `id: <seq>`, `data: <JSON body, as webhooks get it>`"}}
+            | errors_for(*KEYED))
 def stream_events(last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=40),
                   last_event_id_query: int | None = Query(None, alias="last_event_id", ge=0),
                   types: str | None = Query(None, max_length=1000, description="comma-separated event types"),

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.deps import Paging, editor, get_ctx, reader
+from rag_service.api.schemas.common import KEYED, errors_for, returns
+from rag_service.api.schemas.indexes import IndexPage, IndexView
 from rag_service.context import ServiceContext
 from rag_service.services.common import Principal
 from rag_service.services.indexes import IndexService
@@ -34,27 +36,27 @@ class IndexPatch(BaseModel):
     bm25_b: float | None = None
 
 
-@router.get("")
+@router.get("", responses=returns(IndexPage) | errors_for(*KEYED))
 def list_indexes(paging: Paging = Depends(), p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return IndexService(ctx).list(p, paging.page, paging.per_page)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=returns(IndexView, 201) | errors_for(*KEYED, 403, 409, 413))
 def create_index(body: IndexCreate, p: Principal = Depends(editor), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return IndexService(ctx).create(p, body.model_dump())
 
 
-@router.get("/{index_id}")
+@router.get("/{index_id}", responses=returns(IndexView) | errors_for(*KEYED, 404))
 def get_index(index_id: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return IndexService(ctx).get(p, index_id)
 
 
-@router.patch("/{index_id}")
+@router.patch("/{index_id}", responses=returns(IndexView) | errors_for(*KEYED, 403, 404, 409, 413))
 def update_index(index_id: str, body: IndexPatch, p: Principal = Depends(editor), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return IndexService(ctx).update(p, index_id, body.model_dump(exclude_unset=True))
 
 
-@router.delete("/{index_id}", status_code=204)
+@router.delete("/{index_id}", status_code=204, responses=errors_for(*KEYED, 403, 404))
 def delete_index(index_id: str, p: Principal = Depends(editor), ctx: ServiceContext = Depends(get_ctx)) -> Response:
     IndexService(ctx).delete(p, index_id)
     return Response(status_code=204)

@@ -14,6 +14,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.api.deps import Paging, admin, api_key_from, data_boundary_header, editor, get_ctx, reader
+from rag_service.api.schemas.admin import AuditPage
+from rag_service.api.schemas.common import KEYED, errors_for, returns
+from rag_service.api.schemas.jobs import Job, JobListing
+from rag_service.api.schemas.search import EvidenceRecord
+from rag_service.api.schemas.status import RagStatus
 from rag_service.context import ServiceContext
 from rag_service.services.access import boundary_value
 from rag_service.services.audit import AuditService
@@ -25,7 +30,7 @@ from rag_service.services.status import StatusService
 router = APIRouter(tags=["rag"])
 
 
-@router.get("/v1/rag/status")
+@router.get("/v1/rag/status", responses=returns(RagStatus) | errors_for(*KEYED))
 def rag_status(request: Request, ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     principal = None
     key = api_key_from(request)
@@ -44,13 +49,14 @@ class JobCreate(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-@router.get("/v1/rag/jobs")
+@router.get("/v1/rag/jobs", responses=returns(JobListing) | errors_for(*KEYED))
 def list_jobs(paging: Paging = Depends(), status: str | None = None, p: Principal = Depends(reader),
               ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return {"contract": contract(), "jobs": JobService(ctx).list(p, paging.page, paging.per_page, status)}
 
 
-@router.post("/v1/rag/jobs", status_code=202)
+@router.post("/v1/rag/jobs", status_code=202,
+             responses=returns(Job, 202, "queued") | errors_for(*KEYED, 403, 404, 413, 501))
 def submit_job(body: JobCreate, header: str | None = Depends(data_boundary_header), p: Principal = Depends(editor),
                ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     data = body.model_dump()
@@ -58,23 +64,24 @@ def submit_job(body: JobCreate, header: str | None = Depends(data_boundary_heade
     return JobService(ctx).submit(p, data)
 
 
-@router.get("/v1/rag/jobs/{job_id}")
+@router.get("/v1/rag/jobs/{job_id}", responses=returns(Job) | errors_for(*KEYED, 404))
 def get_job(job_id: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return JobService(ctx).get(p, job_id)
 
 
-@router.post("/v1/rag/jobs/{job_id}/cancel")
+@router.post("/v1/rag/jobs/{job_id}/cancel", responses=returns(Job) | errors_for(*KEYED, 403, 404))
 def cancel_job(job_id: str, p: Principal = Depends(editor), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return JobService(ctx).cancel(p, job_id)
 
 
-@router.get("/v1/rag/evidence/{evidence_id}")
+@router.get("/v1/rag/evidence/{evidence_id}", responses=returns(EvidenceRecord) | errors_for(*KEYED, 404))
 def get_evidence(evidence_id: str, p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return AuditService(ctx).evidence(p, evidence_id)
 
 
-@router.get("/v1/audit-log", responses={200: {"content": {"application/json": {}, "text/csv": {}},
-                                             "description": "a page of entries (JSON), or the same page as CSV"}})
+@router.get("/v1/audit-log", responses={200: {"model": AuditPage, "content": {"text/csv": {"schema": {"type": "string"}}},
+                                             "description": "a page of entries (JSON), or the same page as CSV"}}
+            | errors_for(*KEYED, 403))
 def audit_log(paging: Paging = Depends(), action: str | None = None, since: datetime | None = None,
               until: datetime | None = None, format: str = Query("json", pattern="^(json|csv)$"),
               p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)):

@@ -6,13 +6,17 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from rag_service.api.deps import data_boundary_header, get_ctx, reader
+from rag_service.api.schemas.common import KEYED, errors_for, returns
+from rag_service.api.schemas.search import SearchResponse
 from rag_service.context import ServiceContext
 from rag_service.services.access import boundary_value
 from rag_service.services.common import Principal
-from rag_service.services.search import SearchParams
+from rag_service.services.search import MAX_QUERY_CHARS, SearchParams
 from rag_service.services.values import INT64_MAX, INT64_MIN
 
 router = APIRouter(tags=["search"])
+# An index named (path or index_ids) may be missing (404) or refused by the boundary (403).
+SEARCH_ANSWERS = returns(SearchResponse) | errors_for(*KEYED, 403, 404, 413)
 
 
 # Integers are JSON integers (a boolean is not 1) that fit the stores' signed 64 bits;
@@ -23,7 +27,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(max_length=4000)
+    query: str = Field(max_length=MAX_QUERY_CHARS)
     top_k: StrictInt = Field(10, ge=1, le=100)
     result_type: str = "chunk"
     mode: str = "hybrid"
@@ -55,13 +59,13 @@ def _search(request: Request, body: SearchBody, p: Principal, ctx: ServiceContex
     return request.app.state.search_service(ctx).search(p, to_search_params(body, header), path_index=index_id)
 
 
-@router.post("/v1/search")
+@router.post("/v1/search", responses=SEARCH_ANSWERS)
 def search_all(request: Request, body: SearchBody, header: str | None = Depends(data_boundary_header),
                p: Principal = Depends(reader), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     return _search(request, body, p, ctx, header, None)
 
 
-@router.post("/v1/indexes/{index_id}/search")
+@router.post("/v1/indexes/{index_id}/search", responses=SEARCH_ANSWERS)
 def search_index(index_id: str, request: Request, body: SearchBody,
                  header: str | None = Depends(data_boundary_header), p: Principal = Depends(reader),
                  ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:

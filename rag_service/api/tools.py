@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 
 from rag_service.api.deps import data_boundary_header, get_ctx, json_object, reader
+from rag_service.api.schemas.common import KEYED, errors_for, returns
+from rag_service.api.schemas.search import OpenAITool, ToolCallResult
 from rag_service.api.search import SearchBody, to_search_params
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed
@@ -193,7 +195,7 @@ TOOLS: dict[str, Tool] = {
             arguments=SearchBody,
             run=run_search,
             field_docs={
-                "query": "what to look for, in natural language or keywords",
+                "query": "what to look for, in natural language or keywords; up to 32,000 characters (a whole passage works)",
                 "top_k": "how many results (1-100)",
                 "result_type": "chunk (passages) or document (one row per document with its best chunk)",
                 "mode": "hybrid (default), dense (semantic) or lexical (BM25 keywords)",
@@ -302,12 +304,12 @@ class ToolCallBody(BaseModel):
     function: ToolCallFunction | None = None
 
 
-@router.get("/openai")
+@router.get("/openai", responses=returns(list[OpenAITool]) | errors_for(*KEYED))
 def list_openai_tools(p: Principal = Depends(reader)) -> list[dict[str, Any]]:
     return openai_tools()
 
 
-@router.post("/call")
+@router.post("/call", responses=returns(ToolCallResult) | errors_for(*KEYED, 403, 404, 413))
 def call(body: ToolCallBody, request: Request, p: Principal = Depends(reader),
          header: str | None = Depends(data_boundary_header), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
     name = body.function.name if body.function else body.name
