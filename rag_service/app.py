@@ -19,7 +19,6 @@ from rag_service.services.delivery import Deliverer, owed
 from rag_service.services.job_handlers import build_job_runner
 from rag_service.services.jobs import JobService
 from rag_service.services.readiness import Readiness
-from rag_service.services.search import Reranker, SearchService
 
 log = logging.getLogger("rag_service")
 # The web console: static files (no build step, libraries vendored), a client of the public API only.
@@ -35,9 +34,6 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         app.state.ctx = context
         app.state.readiness = Readiness(context)
         app.state.readiness.start()
-        reranker = Reranker(settings.rerank_model)
-        app.state.reranker = reranker  # /v1/rag/status reports whether it loads
-        app.state.search_service = lambda c: SearchService(c, reranker)
         if settings.bootstrap_key:
             AuthService(context.db).ensure_bootstrap_key(settings.bootstrap_key)
         if context.metrics is not None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rag_service.config import Settings
 from rag_service.db import Database
+from rag_service.metrics import Metrics
+from rag_service.services.loops import ClaimLoops
+from rag_service.services.parsing import ParserPool, shared_pool
+from rag_service.services.rerank import Reranker
 from rag_service.services.term_stats import TermStatistics
 from rag_service.stores.embedder import CachedEmbedding, EmbedderRegistry
 from rag_service.stores.vector import VectorStore
@@ -20,11 +23,17 @@ class ServiceContext:
     vectors: VectorStore
     embedders: EmbedderRegistry
     embedding: CachedEmbedding
-    runner: Any = None  # the in-process JobRunner, when this process runs one
-    metrics: Any = None  # rag_service.metrics.Metrics
-    deliverer: Any = None  # the webhook Deliverer (rag_service.services.delivery), when this process runs one
-    parser: Any = None  # rag_service.services.parsing.ParserPool; None parses in the calling thread
+    runner: ClaimLoops | None = None  # the in-process JobRunner (services/jobs.py), when this process runs one
+    metrics: Metrics | None = None
+    deliverer: ClaimLoops | None = None  # the webhook Deliverer (services/delivery.py), when this process runs one
+    parser: ParserPool | None = None  # None parses in the calling thread
     term_stats: TermStatistics | None = None  # document frequencies for capping long queries (built with the db)
+    reranker: Reranker | None = None  # RAG_RERANK_MODEL's cross-encoder, loaded on first use
+
+    def __post_init__(self) -> None:
+        # One reranker per context: searches and the status probe share its load state.
+        if self.reranker is None:
+            self.reranker = Reranker(self.settings.rerank_model)
 
 
 def build_vector_store(settings: Settings) -> VectorStore:
@@ -48,10 +57,6 @@ def build_context(
         batch_size=settings.embedding_batch_size, cache_dir=settings.encoder_cache_dir,
         allowed_models={settings.default_embedding_model, *settings.extra_embedding_models},
     )
-    from rag_service.metrics import Metrics
-
-    from rag_service.services.parsing import shared_pool
-
     return ServiceContext(
         metrics=Metrics(),
         parser=shared_pool(settings.parse_timeout_s, settings.parse_memory_mb, settings.parse_seconds_per_mb),

@@ -13,7 +13,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag_service.api.deps import Paging, admin, api_key_from, data_boundary_header, editor, get_ctx, reader
+from rag_service.api.deps import (
+    Paging,
+    admin,
+    api_key_from,
+    data_boundary_header,
+    editor,
+    get_ctx,
+    reader,
+)
 from rag_service.api.schemas.admin import AuditPage
 from rag_service.api.schemas.common import KEYED, errors_for, returns
 from rag_service.api.schemas.jobs import Job, JobListing
@@ -36,7 +44,7 @@ def rag_status(request: Request, ctx: ServiceContext = Depends(get_ctx)) -> dict
     key = api_key_from(request)
     if key:
         principal = AuthService(ctx.db).authenticate(key)  # a wrong key is 401, not silently global
-    return StatusService(ctx, getattr(request.app.state, "reranker", None)).status(principal)
+    return StatusService(ctx).status(principal)
 
 
 class JobCreate(BaseModel):

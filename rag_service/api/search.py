@@ -11,7 +11,7 @@ from rag_service.api.schemas.search import SearchResponse
 from rag_service.context import ServiceContext
 from rag_service.services.access import boundary_value
 from rag_service.services.common import Principal
-from rag_service.services.search import MAX_QUERY_CHARS, SearchParams
+from rag_service.services.search import MAX_QUERY_CHARS, SearchParams, SearchService
 from rag_service.services.values import INT64_MAX, INT64_MIN
 
 router = APIRouter(tags=["search"])
@@ -56,7 +56,7 @@ def to_search_params(body: SearchBody, header_boundary: str | None) -> SearchPar
 
 def _search(request: Request, body: SearchBody, p: Principal, ctx: ServiceContext, header: str | None,
             index_id: str | None) -> dict[str, Any]:
-    return request.app.state.search_service(ctx).search(p, to_search_params(body, header), path_index=index_id)
+    return SearchService(ctx).search(p, to_search_params(body, header), path_index=index_id)
 
 
 @router.post("/v1/search", responses=SEARCH_ANSWERS)

@@ -52,7 +52,7 @@ class ToolContext:
     @classmethod
     def from_app(cls, app: Any, principal: Principal, boundary: str | None = None) -> ToolContext:
         ctx = app.state.ctx
-        return cls(ctx=ctx, principal=principal, search_service=app.state.search_service(ctx), boundary=boundary)
+        return cls(ctx=ctx, principal=principal, search_service=SearchService(ctx), boundary=boundary)
 
     def under(self, data_boundary: str | None, account_id: str | None) -> Boundary:
         return Boundary.of(data_boundary, self.boundary, account_id=account_id)

@@ -4,16 +4,14 @@ live document, and shape chunk or document results with evidence."""
 
 from __future__ import annotations
 
-import re
-import threading
-from collections import Counter
-from functools import lru_cache
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import select
 
+from pipelines.embed import EncoderIdentity
 from pipelines.lexical import most_informative, query_terms, query_vector, tokenize
 from rag_service.context import ServiceContext
 from rag_service.errors import (
@@ -21,14 +19,20 @@ from rag_service.errors import (
     RetrievalUnavailable,
     ValidationFailed,
 )
-from pipelines.embed import EncoderIdentity
-from rag_service.stores.embedder import identity_of
 from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
 from rag_service.services.filters import parse_filters
+from rag_service.services.highlight import highlight
 from rag_service.services.values import INT64_MAX, check_text, readable_metadata
-from rag_service.stores.vector import Filter, Hit, Match, SearchRequest, StoreUnavailable
+from rag_service.stores.embedder import identity_of
+from rag_service.stores.vector import (
+    Filter,
+    Hit,
+    Match,
+    SearchRequest,
+    StoreUnavailable,
+)
 
 MODES = ("hybrid", "dense", "lexical")
 # Long enough for a pasted paragraph or a whole document as the query (query-by-document). The
@@ -66,69 +70,6 @@ class _Candidate:
     explain: dict[str, Any] = field(default_factory=dict)
 
 
-class Reranker:
-    """Cross-encoder reranking from RAG_RERANK_MODEL, loaded on first use (a search or the
-    status probe). A model that fails to load is retried at most every RETRY_S, so a
-    fixed path is picked up without a restart and a broken one costs no load per search."""
-
-    RETRY_S = 30.0
-
-    def __init__(self, model: str | None) -> None:
-        self.model_name = model
-        self._model = None
-        self._error: str | None = None
-        self._failed_at = 0.0
-        self._lock = threading.Lock()
-
-    def load(self):
-        """The loaded cross-encoder, or RetrievalUnavailable(component="reranker")."""
-        with self._lock:
-            if self._model is None:
-                if self._error and time.monotonic() - self._failed_at < self.RETRY_S:
-                    raise RetrievalUnavailable(f"reranker unavailable: {self._error}", component="reranker")
-                try:
-                    from sentence_transformers import CrossEncoder
-
-                    self._model = CrossEncoder(self.model_name, device="cpu")
-                    self._error = None
-                except Exception as exc:  # a missing path, a bad checkpoint, an unknown hub name offline
-                    self._error, self._failed_at = f"{type(exc).__name__}: {exc}"[:300], time.monotonic()
-                    raise RetrievalUnavailable(f"reranker unavailable: {self._error}", component="reranker") from exc
-            return self._model
-
-    def score(self, query: str, texts: list[str]) -> list[float]:
-        model = self.load()
-        try:
-            scores = model.predict([(query, t) for t in texts], show_progress_bar=False)
-        except Exception as exc:
-            raise RetrievalUnavailable(f"reranker failed: {type(exc).__name__}: {exc}"[:300], component="reranker") from exc
-        return [float(s) for s in scores]
-
-
-@lru_cache(maxsize=100_000)
-def _stem(word: str) -> str | None:
-    tokens = tokenize(word)
-    return tokens[0] if tokens else None
-
-
-def highlight(text: str, query_stems: set[str], width: int = 240) -> list[str]:
-    """Mark the words whose stem is a query term, in a short snippet around the first match."""
-    spans = [m.span() for m in re.finditer(r"\w+", text) if _stem(m.group()) in query_stems]
-    if not spans:
-        return []
-    start = max(0, spans[0][0] - width // 3)
-    end = min(len(text), start + width)
-    pieces, cursor = [], start
-    for a, b in spans:
-        if a < start or b > end:
-            continue
-        pieces.append(text[cursor:a] + "<em>" + text[a:b] + "</em>")
-        cursor = b
-    pieces.append(text[cursor:end])
-    snippet = "".join(pieces).replace("\n", " ")
-    return [("…" if start > 0 else "") + snippet + ("…" if end < len(text) else "")]
-
-
 def _encoders_of(indexes: list[Index]) -> dict[str, str] | list[dict[str, str]] | None:
     """{model, backend, precision} of the searched indexes: one, or a list when they differ."""
     encoders = sorted({identity_of(i) for i in indexes}, key=lambda e: (e.model, e.variant))
@@ -136,10 +77,10 @@ def _encoders_of(indexes: list[Index]) -> dict[str, str] | list[dict[str, str]] 
 
 
 class SearchService:
-    def __init__(self, ctx: ServiceContext, reranker: Reranker | None = None) -> None:
+    def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.access = AccessService(ctx)
-        self.reranker = reranker or Reranker(ctx.settings.rerank_model)
+        self.reranker = ctx.reranker
 
     def lexical_terms(self, query: str, index_ids: list[str]) -> Counter[str]:
         """The query's terms for BM25, capped for long queries so their cost stays bounded."""

@@ -15,7 +15,6 @@ from rag_service.services.common import PRIVACY_TIERS, Principal
 from rag_service.services.delivery import owed
 from rag_service.services.events import EVENT_TYPES
 from rag_service.services.jobs import JOB_CLASSES, JobService
-from rag_service.services.search import Reranker
 
 
 def _probe(fn: Callable[[], Any]) -> dict[str, Any]:
@@ -32,9 +31,8 @@ def _probe(fn: Callable[[], Any]) -> dict[str, Any]:
 
 
 class StatusService:
-    def __init__(self, ctx: ServiceContext, reranker: Any = None) -> None:
+    def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.reranker = reranker  # the app's Reranker (services/search.py): the one searches use
 
     def _embedder_probe(self) -> dict[str, Any]:
         settings = self.ctx.settings
@@ -69,8 +67,7 @@ class StatusService:
         return {"owner": deliverer.owner, "deliveries_pending": pending, "oldest_pending_s": round(oldest, 3)}
 
     def _reranker_probe(self) -> dict[str, Any]:
-        reranker = self.reranker or Reranker(self.ctx.settings.rerank_model)
-        reranker.load()
+        self.ctx.reranker.load()  # the context's reranker: the one searches use
         return {"model": self.ctx.settings.rerank_model}
 
     def _optional(self, configured: bool, probe: Callable[[], Any]) -> dict[str, Any]:
