@@ -5,7 +5,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse
 
-from rag_service.api.deps import Paging, boundary, data_boundary_header, editor, get_ctx, json_object, reader
+from rag_service.api.conditional import expected_version
+from rag_service.api.deps import (
+    Paging,
+    boundary,
+    data_boundary_header,
+    editor,
+    get_ctx,
+    json_object,
+    reader,
+)
 from rag_service.api.schemas.common import KEYED, errors_for, returns
 from rag_service.api.schemas.documents import (
     AsyncUpload,
@@ -19,8 +28,8 @@ from rag_service.context import ServiceContext
 from rag_service.errors import PayloadTooLarge, ValidationFailed
 from rag_service.services.access import Boundary
 from rag_service.services.common import Principal
-from rag_service.services.documents import DocumentService, parse_if_match
-from rag_service.services.values import INT64_MAX, parse_int64
+from rag_service.services.documents import DocumentService
+from rag_service.services.values import INT64_MAX
 
 router = APIRouter(tags=["documents"])
 
@@ -35,12 +44,6 @@ def _metadata(raw: str | None) -> dict[str, Any]:
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
         raise ValidationFailed(f"metadata is larger than {MAX_METADATA_BYTES} bytes", field="metadata")
     return json_object(raw, "metadata")
-
-
-def _if_version(form_value: str | None, if_match: str | None) -> int | None:
-    if form_value is not None and form_value.strip() != "":
-        return parse_int64(form_value, "if_version")
-    return parse_if_match(if_match)
 
 
 def _read_limited(file: UploadFile, limit: int) -> bytes:
@@ -88,13 +91,13 @@ def upload_document(
 
     if run_async:
         job, view = DocumentService(ctx).upload_async(
-            p, index_id, data, file.filename or "", name, _metadata(metadata), _if_version(if_version, if_match),
+            p, index_id, data, file.filename or "", name, _metadata(metadata), expected_version(if_version, if_match),
             under)
         if job is None:  # identical to the latest version: nothing to do
             return JSONResponse(jsonable_encoder(view), status_code=200, headers={"ETag": view["etag"]})
         return JSONResponse(jsonable_encoder({**job, "document": view}), status_code=202)
     view, created = DocumentService(ctx).upload(
-        p, index_id, data, file.filename or "", name, _metadata(metadata), _if_version(if_version, if_match), under
+        p, index_id, data, file.filename or "", name, _metadata(metadata), expected_version(if_version, if_match), under
     )
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200, headers={"ETag": view["etag"]})
 

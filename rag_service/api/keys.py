@@ -9,8 +9,7 @@ from rag_service.api.deps import Paging, admin, get_ctx
 from rag_service.api.schemas.admin import ApiKeyPage, ApiKeyView, CreatedApiKey
 from rag_service.api.schemas.common import KEYED, errors_for, returns
 from rag_service.context import ServiceContext
-from rag_service.models import Project
-from rag_service.services.auth import AuthService, key_view
+from rag_service.services.auth import AuthService
 from rag_service.services.common import Principal
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -29,10 +28,7 @@ def list_keys(paging: Paging = Depends(), p: Principal = Depends(admin), ctx: Se
 
 @router.post("", status_code=201, responses=returns(CreatedApiKey, 201) | errors_for(*KEYED, 403, 413))
 def create_key(body: KeyCreate, p: Principal = Depends(admin), ctx: ServiceContext = Depends(get_ctx)) -> dict[str, Any]:
-    with ctx.db.session() as s:
-        project = s.get(Project, p.project_id)
-    key, record = AuthService(ctx.db).create_key(project.name, body.role, body.name, by=p)
-    return {"key": key, **key_view(record)}
+    return AuthService(ctx.db).create_project_key(p, body.role, body.name)
 
 
 @router.delete("/{key_id}", responses=returns(ApiKeyView) | errors_for(*KEYED, 403, 404))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -52,6 +53,13 @@ class AuthService:
             audit(s, by, "key.create", "api_key", record.id, project_id=project.id, role=role)
             s.commit()
         return key, record
+
+    def create_project_key(self, principal: Principal, role: str, name: str | None = None) -> dict[str, Any]:
+        """A new key in the caller's own project (POST /v1/keys): the secret, shown only here, and its view."""
+        with self.db.session() as s:
+            project = s.get(Project, principal.project_id)
+        key, record = self.create_key(project.name, role, name, by=principal)
+        return {"key": key, **key_view(record)}
 
     def ensure_bootstrap_key(self, key: str) -> None:
         """RAG_BOOTSTRAP_KEY: that exact value becomes an admin key of project `default`, idempotently."""

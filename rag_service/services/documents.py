@@ -7,7 +7,7 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -35,7 +35,7 @@ from rag_service.services.events import emit_document, reported_version
 from rag_service.services.ingestion import IngestionService, prepare_isolated
 from rag_service.services.jobs import JobService
 from rag_service.services.preparation import PreparedUpload, chunk_rows, sniff_upload
-from rag_service.services.values import parse_int64, readable_metadata
+from rag_service.services.values import readable_metadata
 from rag_service.stores.vector import Filter, Match
 
 MAX_NAME_LENGTH = 512
@@ -56,15 +56,6 @@ def clean_name(raw: str) -> str:
 
 def etag(version: int) -> str:
     return f'"v{version}"'
-
-
-def parse_if_match(value: str | None) -> int | None:
-    if value is None or value.strip() in ("", "*"):
-        return None
-    raw = value.strip().removeprefix("W/").strip('"').removeprefix("v")
-    if not raw.isascii() or not raw.isdigit():
-        raise ValidationFailed("If-Match must be an ETag returned by this service, like \"v3\"", field="If-Match")
-    return parse_int64(raw, "If-Match")
 
 
 def version_view(v: DocumentVersion, include_text: bool = False) -> dict[str, Any]:
@@ -286,12 +277,17 @@ class DocumentService:
         return doc, access or self.access.authorize(principal, doc.index_id, operation, boundary)
 
     def _view(self, doc: Document) -> dict[str, Any]:
+        return self._views([doc])[0]
+
+    def _views(self, docs: list[Document]) -> list[dict[str, Any]]:
+        """Each document with the version it shows (current, else latest): one query for the page."""
+        shown = {d.id: d.current_version or d.latest_version for d in docs}
         with self.ctx.db.session() as s:
-            number = doc.current_version or doc.latest_version
-            v = s.exec(
-                select(DocumentVersion).where(DocumentVersion.document_id == doc.id, DocumentVersion.version == number)
-            ).first()
-        return document_view(doc, v)
+            rows = s.exec(select(DocumentVersion).where(DocumentVersion.document_id.in_(list(shown)))
+                          .where(or_(*[and_(DocumentVersion.document_id == i, DocumentVersion.version == n)
+                                       for i, n in shown.items()]))).all() if docs else []
+        by_doc = {v.document_id: v for v in rows}
+        return [document_view(d, by_doc.get(d.id)) for d in docs]
 
     def list(self, principal: Principal, index_id: str | None, page: int, per_page: int,
              include_deleted: bool = False, name_prefix: str | None = None,
@@ -314,7 +310,7 @@ class DocumentService:
             if name_prefix:
                 q = q.where(Document.name.startswith(nfc(name_prefix)))
             docs, total = fetch_page(s, q, (Document.created_at, Document.id), page, per_page)
-        out = page_of([self._view(d) for d in docs], total, page, per_page) | {"data_boundary": boundary.name}
+        out = page_of(self._views(docs), total, page, per_page) | {"data_boundary": boundary.name}
         return out if index_id else out | {"indexes_excluded": excluded}
 
     def get(self, principal: Principal, document_id: str, index_id: str | None = None,
