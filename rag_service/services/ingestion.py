@@ -28,6 +28,7 @@ from rag_service.stores.vector import (
     Filter,
     Match,
     Range,
+    StoreError,
     StoreUnavailable,
     VectorPoint,
 )
@@ -120,21 +121,19 @@ class IngestionService:
             self.ctx.metrics.ingest_chunks.inc(len(points))
         return computed
 
-    _known_field_indexes: set[tuple[str, str]] = set()
-
     def _ensure_metadata_indexes(self, index: Index, metadata: dict[str, Any]) -> None:
-        # Payload indexes on provenance keys let Qdrant filter inside the HNSW/sparse search.
+        # Payload indexes on provenance keys let Qdrant filter inside the HNSW/sparse search;
+        # the store remembers which it made, so this costs nothing after a key's first upload.
         for key, value in metadata.items():
             kind = _field_kind(value)
-            marker = (index.collection, f"meta.{key}")
-            if kind and marker not in self._known_field_indexes:
-                try:
-                    self.ctx.vectors.ensure_field_index(index.collection, f"meta.{key}", kind)
-                except StoreUnavailable:
-                    raise
-                except Exception as exc:  # a key first seen as another type: filtering still works unindexed
-                    log.info("payload index on meta.%s not created: %s", key, exc)
-                self._known_field_indexes.add(marker)
+            if not kind:
+                continue
+            try:
+                self.ctx.vectors.ensure_field_index(index.collection, f"meta.{key}", kind)
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:  # a key first seen as another type: filtering still works unindexed
+                log.info("payload index on meta.%s not created: %s", key, exc)
 
     def _bm25_params(self, index: Index, new_lengths: list[int]) -> Bm25Params:
         if index.bm25_avg_len <= 0:

@@ -27,10 +27,12 @@ from rag_service.services.highlight import highlight
 from rag_service.services.values import INT64_MAX, check_text, readable_metadata
 from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import (
+    CollectionNotFound,
     Filter,
     Hit,
     Match,
     SearchRequest,
+    StoreError,
     StoreUnavailable,
 )
 
@@ -238,8 +240,10 @@ class SearchService:
                     self.ctx.metrics.vector_query.labels(p.mode).observe(time.perf_counter() - started)
             except StoreUnavailable as exc:
                 raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
-            except KeyError as exc:
+            except CollectionNotFound as exc:
                 raise RetrievalUnavailable(f"collection of index {index.id} is missing", component="vector_store") from exc
+            except StoreError as exc:  # a refused query is the store's failure, never an empty result
+                raise RetrievalUnavailable(f"vector store failed: {exc}", component="vector_store") from exc
             dense_rank = {h.id: (r, h.score) for r, h in enumerate(res.dense, 1)}
             lex_rank = {h.id: (r, h.score) for r, h in enumerate(res.lexical, 1)}
             for rank, hit in enumerate(res.hits, 1):

@@ -18,6 +18,7 @@ from pipelines.types import SparseVec
 from rag_service.stores.vector import (
     DENSE,
     SPARSE,
+    CollectionNotFound,
     FieldKind,
     Filter,
     Hit,
@@ -28,6 +29,7 @@ from rag_service.stores.vector import (
     SearchResult,
     StoreUnavailable,
     VectorPoint,
+    VectorStore,
 )
 
 _SCHEMA = {
@@ -61,10 +63,11 @@ def _hits(points: list[Any]) -> list[Hit]:
     return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
 
 
-class EdgeVectorStore:
+class EdgeVectorStore(VectorStore):
     kind = "embedded"
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._alias_file = self.root / "aliases.json"
@@ -92,7 +95,7 @@ class EdgeVectorStore:
                 return self._shards[alias]
             target = self._aliases.get(alias)
             if target is None:
-                raise KeyError(f"no collection behind alias {alias!r}")
+                raise CollectionNotFound(f"no collection behind alias {alias!r}")
             try:
                 shard = qe.EdgeShard.load(str(self.root / target))
             except Exception as exc:
@@ -123,6 +126,7 @@ class EdgeVectorStore:
             self._save_aliases()
 
     def drop_collection(self, alias: str) -> None:
+        self.forget_field_indexes(alias)
         with self._lock:
             target = self._aliases.pop(alias, None)
             shard = self._shards.pop(alias, None)
@@ -132,7 +136,7 @@ class EdgeVectorStore:
             if target:
                 shutil.rmtree(self.root / target, ignore_errors=True)
 
-    def ensure_field_index(self, alias: str, key: str, kind: FieldKind) -> None:
+    def create_field_index(self, alias: str, key: str, kind: FieldKind) -> None:
         self._shard(alias).update(qe.UpdateOperation.create_field_index(key, _SCHEMA[kind]))
 
     # -- writes ------------------------------------------------------------

@@ -18,9 +18,9 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from pipelines.embed import DEFAULT_MODEL_NAME, EncoderIdentity
 from rag_service.db import Database
 from rag_service.errors import RetrievalUnavailable
-from pipelines.embed import DEFAULT_MODEL_NAME, EncoderIdentity
 from rag_service.models import EmbeddingCache
 
 

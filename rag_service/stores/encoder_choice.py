@@ -32,7 +32,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipelines.embed import COSINE_FLOOR, PROBE_TEXTS, VARIANTS, EncoderIdentity, cuda_available, model_fingerprint
+from pipelines.embed import (
+    COSINE_FLOOR,
+    PROBE_TEXTS,
+    VARIANTS,
+    EncoderIdentity,
+    cuda_available,
+    model_fingerprint,
+)
 
 GATE_FILE = Path(__file__).with_name("encoder_gate.json")
 FP32_VARIANTS = ("torch-fp32", "onnx-fp32")

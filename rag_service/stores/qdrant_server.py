@@ -15,6 +15,7 @@ from pipelines.types import SparseVec
 from rag_service.stores.vector import (
     DENSE,
     SPARSE,
+    CollectionNotFound,
     FieldKind,
     Filter,
     Hit,
@@ -25,6 +26,7 @@ from rag_service.stores.vector import (
     SearchResult,
     StoreUnavailable,
     VectorPoint,
+    VectorStore,
 )
 
 _SCHEMA = {
@@ -62,10 +64,11 @@ def _hits(points: list[models.ScoredPoint]) -> list[Hit]:
     return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
 
 
-class QdrantServerVectorStore:
+class QdrantServerVectorStore(VectorStore):
     kind = "server"
 
     def __init__(self, url: str | None = None, api_key: str | None = None, client: QdrantClient | None = None) -> None:
+        super().__init__()
         self.client = client or QdrantClient(url=url, api_key=api_key, timeout=10)
         self._local = client is not None and url is None
 
@@ -110,12 +113,13 @@ class QdrantServerVectorStore:
         for a in self._call(self.client.get_aliases).aliases:
             if a.alias_name == alias:
                 return a.collection_name
-        raise KeyError(f"no collection behind alias {alias!r}")
+        raise CollectionNotFound(f"no collection behind alias {alias!r}")
 
     def drop_collection(self, alias: str) -> None:
+        self.forget_field_indexes(alias)
         try:
             name = self._target(alias)
-        except KeyError:
+        except CollectionNotFound:
             return
         self._call(
             self.client.update_collection_aliases,
@@ -123,7 +127,7 @@ class QdrantServerVectorStore:
         )
         self._call(self.client.delete_collection, name)
 
-    def ensure_field_index(self, alias: str, key: str, kind: FieldKind) -> None:
+    def create_field_index(self, alias: str, key: str, kind: FieldKind) -> None:
         self._call(self.client.create_payload_index, self._target(alias), key, _SCHEMA[kind])
 
     def upsert(self, alias: str, points: list[VectorPoint]) -> None:

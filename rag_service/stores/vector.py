@@ -9,8 +9,11 @@ integer, because a bool in a match condition never matches), meta (provenance).
 
 from __future__ import annotations
 
+import functools
+import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pipelines.types import SparseVec
 
@@ -91,22 +94,98 @@ class SearchResult:
     lexical: list[Hit] = field(default_factory=list)
 
 
-class StoreUnavailable(RuntimeError):
+class StoreError(RuntimeError):
+    """What every vector-store failure is: callers catch this one type (or a subclass)."""
+
+
+class StoreUnavailable(StoreError):
     """The vector store cannot be reached; services turn this into retrieval_unavailable."""
 
 
-class VectorStore(Protocol):
+class CollectionNotFound(StoreError, KeyError):
+    """No collection behind this alias (a KeyError too: a missing key, as a dict would say)."""
+
+
+def _raising_store_errors(method):
+    @functools.wraps(method)
+    def wrapped(self, *args: Any, **kwargs: Any):
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except KeyError as exc:
+            raise CollectionNotFound(str(exc)) from exc
+        except Exception as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapped
+
+
+class VectorStore(ABC):
+    """The one interface of the vector stores, subclassed by the embedded engine
+    (stores/edge.py) and the Qdrant server adapter (stores/qdrant_server.py), as qdrant-client's
+    QdrantBase is by its local and remote twins. tests/unit/test_vector_contract.py runs one
+    contract suite on both. Every method raises StoreError (StoreUnavailable when unreachable,
+    CollectionNotFound for an unknown alias) and nothing else."""
+
     kind: str
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The adapters call two client libraries whose exceptions differ; wrapping each public
+        # method once here keeps "raises StoreError" true without a try in every method.
+        super().__init_subclass__(**kwargs)
+        for name, method in list(vars(cls).items()):
+            if callable(method) and not name.startswith("_"):
+                setattr(cls, name, _raising_store_errors(method))
+
+    def __init__(self) -> None:
+        # Payload indexes this store has made (or tried to), per collection: one call per key, not per write.
+        self._field_indexes: set[tuple[str, str]] = set()
+        self._field_lock = threading.Lock()
+
+    def ensure_field_index(self, alias: str, key: str, kind: FieldKind) -> None:
+        """Create a payload index once per (collection, key); a key whose index cannot be made
+        (first seen with another type) is not tried again, and filtering on it still works."""
+        with self._field_lock:
+            if (alias, key) in self._field_indexes:
+                return
+        try:
+            self.create_field_index(alias, key, kind)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            with self._field_lock:
+                self._field_indexes.add((alias, key))
+            raise StoreError(f"payload index on {key} not created: {exc}") from exc
+        with self._field_lock:
+            self._field_indexes.add((alias, key))
+
+    def forget_field_indexes(self, alias: str) -> None:
+        """A dropped collection's indexes go with it."""
+        with self._field_lock:
+            self._field_indexes = {m for m in self._field_indexes if m[0] != alias}
+
+    @abstractmethod
     def ensure_collection(self, alias: str, dim: int) -> None: ...
+    @abstractmethod
     def drop_collection(self, alias: str) -> None: ...
+    @abstractmethod
     def collection_exists(self, alias: str) -> bool: ...
-    def ensure_field_index(self, alias: str, key: str, kind: FieldKind) -> None: ...
+    @abstractmethod
+    def create_field_index(self, alias: str, key: str, kind: FieldKind) -> None: ...
+    @abstractmethod
     def upsert(self, alias: str, points: list[VectorPoint]) -> None: ...
+    @abstractmethod
     def update_sparse(self, alias: str, vectors: list[tuple[str, SparseVec]]) -> None: ...
+    @abstractmethod
     def set_payload(self, alias: str, filter: Filter, payload: dict[str, Any]) -> None: ...
+    @abstractmethod
     def delete(self, alias: str, filter: Filter) -> None: ...
+    @abstractmethod
     def count(self, alias: str, filter: Filter | None = None) -> int: ...
+    @abstractmethod
     def search(self, alias: str, request: SearchRequest) -> SearchResult: ...
+    @abstractmethod
     def ping(self) -> None: ...
+    @abstractmethod
     def close(self) -> None: ...

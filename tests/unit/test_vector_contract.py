@@ -14,11 +14,13 @@ from pipelines.lexical import Bm25Params, document_vector, query_vector, tokeniz
 from rag_service.stores.edge import EdgeVectorStore
 from rag_service.stores.qdrant_server import QdrantServerVectorStore
 from rag_service.stores.vector import (
+    CollectionNotFound,
     Filter,
     Match,
     MatchAny,
     Range,
     SearchRequest,
+    StoreError,
     VectorPoint,
     VectorStore,
 )
@@ -433,9 +435,24 @@ def test_ping(store):
     store.ping()
 
 
-def test_unknown_alias_raises(store):
-    with pytest.raises(Exception):
-        store.count("missing")
+def test_unknown_alias_raises_the_one_store_error_type(store):
+    # Both adapters subclass the declared interface and report failures as StoreError.
+    assert isinstance(store, VectorStore)
+    for call in (lambda: store.count("missing"), lambda: store.upsert("missing", [point(next(iter(DOCS)))]),
+                 lambda: store.search("missing", SearchRequest(mode="dense", limit=1, dense=[1.0, 0, 0, 0]))):
+        with pytest.raises(CollectionNotFound) as err:
+            call()
+        assert isinstance(err.value, StoreError)
+
+
+def test_a_payload_index_is_created_once_per_collection_and_key(loaded, monkeypatch):
+    calls = []
+    original = type(loaded).create_field_index
+    monkeypatch.setattr(type(loaded), "create_field_index",
+                        lambda self, alias, key, kind: calls.append(key) or original(self, alias, key, kind))
+    for _ in range(3):
+        loaded.ensure_field_index(ALIAS, "meta.team", "keyword")
+    assert calls == ["meta.team"]
 
 
 # -- both adapters rank alike --------------------------------------------------
