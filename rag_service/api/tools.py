@@ -21,9 +21,9 @@ from pydantic import ValidationError as PydanticValidationError
 from rag_service.api.deps import data_boundary_header, get_ctx, json_object, reader
 from rag_service.api.schemas.common import KEYED, errors_for, returns
 from rag_service.api.schemas.search import OpenAITool, ToolCallResult
-from rag_service.api.search import SearchBody, to_search_params
 from rag_service.context import ServiceContext
 from rag_service.errors import NotFound, ValidationFailed
+from rag_service.search_params import SearchParams
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.boundaries import BOUNDARIES
 from rag_service.services.common import Principal
@@ -100,8 +100,8 @@ def citation(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- handlers -----------------------------------------------------------------
-def run_search(tc: ToolContext, args: SearchBody) -> dict[str, Any]:
-    out = tc.search_service.search(tc.principal, to_search_params(args, tc.boundary))
+def run_search(tc: ToolContext, args: SearchParams) -> dict[str, Any]:
+    out = tc.search_service.search(tc.principal, args, header_boundary=tc.boundary)
     for row in out["results"]:
         row["citation"] = citation(row.get("best_chunk") or row)
     return out
@@ -192,7 +192,7 @@ TOOLS: dict[str, Tool] = {
                 "its text, score, highlights and a citation (document name, version, chunk position, provenance "
                 "metadata) to quote. Indexes the data boundary may not read are skipped (or refused when named)."
             ),
-            arguments=SearchBody,
+            arguments=SearchParams,
             run=run_search,
             field_docs={
                 "query": "what to look for, in natural language or keywords; up to 32,000 characters (a whole passage works)",

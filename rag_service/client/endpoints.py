@@ -13,6 +13,7 @@ from typing import IO, Any, Generic, TypeVar
 import httpx
 
 from rag_service.client.errors import error_from_response
+from rag_service.search_params import FIELDS as SEARCH_FIELDS
 
 Json = Any  # decoded JSON: a dict for every endpoint but the tools list, None for 204
 R = TypeVar("R")
@@ -147,18 +148,15 @@ class Endpoints(Generic[R]):
         return self._send(ApiRequest("POST", f"{document_path(document_id, index_id)}/restore"))
 
     # search
-    def search(self, query: str, *, index_id: str | None = None, top_k: int | None = None, mode: str | None = None,
-               result_type: str | None = None, filters: dict[str, Any] | None = None, min_score: float | None = None,
-               as_of_version: int | None = None, include_history: bool | None = None,
-               data_boundary: str | None = None, account_id: str | None = None, index_ids: list[str] | None = None,
-               rerank: bool | None = None, explain: bool | None = None, rrf_k: int | None = None,
-               fusion_weights: tuple[float, float] | list[float] | None = None) -> R:
-        """`rrf_k` and `fusion_weights` ([dense, lexical]) tune the hybrid fusion of this request."""
-        body = compact({"query": query, "top_k": top_k, "mode": mode, "result_type": result_type,
-                        "rrf_k": rrf_k, "fusion_weights": list(fusion_weights) if fusion_weights is not None else None,
-                        "filters": filters, "min_score": min_score, "as_of_version": as_of_version,
-                        "include_history": include_history, "data_boundary": data_boundary,
-                        "account_id": account_id, "index_ids": index_ids, "rerank": rerank, "explain": explain})
+    def search(self, query: str, *, index_id: str | None = None, **params: Any) -> R:
+        """Search all indexes, or `index_id`'s. `params` are the fields of the service's own search
+        model (rag_service.search_params.SearchParams: top_k, mode, result_type, filters, min_score,
+        as_of_version, include_history, data_boundary, account_id, index_ids, rerank, explain,
+        rrf_k, fusion_weights); an unknown one is a TypeError here, before any request."""
+        unknown = sorted(set(params) - SEARCH_FIELDS)
+        if unknown:
+            raise TypeError(f"search() got unknown parameters {unknown}; it takes {sorted(SEARCH_FIELDS - {'query'})}")
+        body = compact({"query": query, **{k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}})
         path = f"/v1/indexes/{quote_segment(index_id)}/search" if index_id else "/v1/search"
         return self._send(ApiRequest("POST", path, json=body))
 

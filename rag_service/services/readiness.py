@@ -17,7 +17,8 @@ from sqlmodel import select
 
 from rag_service.context import ServiceContext
 from rag_service.models import Index
-from rag_service.services.search import SearchParams, SearchService
+from rag_service.search_params import SearchParams
+from rag_service.services.search import SearchService
 
 log = logging.getLogger(__name__)
 WARM_INDEXES = 20  # a deployment with more loads the rest on first use
@@ -71,8 +72,7 @@ class Readiness:
             return
         try:
             SearchService(self.ctx).retrieve(indexes, SearchParams(query="warm up the search path", top_k=10,
-                                                                   mode="hybrid", explain=False,
-                                                                   record_evidence=False))
+                                                                   mode="hybrid", explain=False))
         except Exception as exc:  # noqa: BLE001 - a broken index shows in its own searches, not here
             log.warning("warm-up search failed: %s", f"{type(exc).__name__}: {exc}"[:300])
 

@@ -38,12 +38,13 @@ from rag_service.models import (
     new_id,
     utcnow,
 )
+from rag_service.search_params import SearchParams
 from rag_service.services.events import emit
 from rag_service.services.ingestion import IngestionService
 from rag_service.services.job_handle import JobHandle
 from rag_service.services.job_params import parse_eval_set
 from rag_service.services.preparation import chunk_rows, prepare_text
-from rag_service.services.search import SearchParams, SearchService
+from rag_service.services.search import SearchService
 from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import Filter, Match, SearchRequest
 
@@ -54,7 +55,7 @@ SETTINGS_FIELDS = ("collection", "embedding_model", "embedding_backend", "embedd
 def _timed_ranking(search, index: Index, text: str, mode: str, top_k: int) -> tuple[dict[str, float], float]:
     started = time.perf_counter()
     rows, _, _ = search.retrieve([index], SearchParams(query=text, top_k=top_k, mode=mode, result_type="document",
-                                                       explain=False, record_evidence=False))
+                                                       explain=False))
     ms = (time.perf_counter() - started) * 1000
     # rank-based scores: ranx needs one score per document, ties broken by rank
     return {r["document_name"]: float(top_k - rank) for rank, r in enumerate(rows)} or {"__none__": 0.0}, ms

@@ -17,14 +17,14 @@ from rag_service.context import ServiceContext
 from rag_service.errors import (
     RerankNotConfigured,
     RetrievalUnavailable,
-    ValidationFailed,
 )
 from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index
+from rag_service.search_params import SearchParams
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
 from rag_service.services.filters import parse_filters
 from rag_service.services.highlight import highlight
-from rag_service.services.values import INT64_MAX, check_text, readable_metadata
+from rag_service.services.values import readable_metadata
 from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import (
     CollectionNotFound,
@@ -35,34 +35,6 @@ from rag_service.stores.vector import (
     StoreError,
     StoreUnavailable,
 )
-
-MODES = ("hybrid", "dense", "lexical")
-# Long enough for a pasted paragraph or a whole document as the query (query-by-document). The
-# dense side embeds what the model's window takes (the tokenizer truncates); the lexical side keeps
-# the most informative RAG_MAX_QUERY_TERMS terms (lexical_terms below).
-MAX_QUERY_CHARS = 32_000
-RESULT_TYPES = ("chunk", "document")
-MAX_TOP_K = 100
-
-
-@dataclass
-class SearchParams:
-    query: str
-    top_k: int = 10
-    result_type: str = "chunk"
-    mode: str = "hybrid"
-    filters: dict[str, Any] | None = None
-    min_score: float | None = None
-    as_of_version: int | None = None
-    include_history: bool = False
-    data_boundary: str | None = None
-    account_id: str | None = None
-    index_ids: list[str] | None = None
-    rerank: bool = False
-    explain: bool = True
-    record_evidence: bool = True
-    rrf_k: int | None = None
-    weights: tuple[float, float] | None = None
 
 
 @dataclass
@@ -94,25 +66,11 @@ class SearchService:
         return most_informative(terms, cap, doc_freq, docs)
 
     def validate(self, p: SearchParams) -> None:
-        if not isinstance(p.query, str) or not p.query.strip():
-            raise ValidationFailed("query must be a non-empty string", field="query")
-        check_text(p.query, "query")
-        if len(p.query) > MAX_QUERY_CHARS:
-            raise ValidationFailed(f"query is longer than {MAX_QUERY_CHARS} characters", field="query")
-        if isinstance(p.top_k, bool) or not isinstance(p.top_k, int) or not 1 <= p.top_k <= MAX_TOP_K:
-            raise ValidationFailed(f"top_k must be between 1 and {MAX_TOP_K}", field="top_k")
-        if p.mode not in MODES:
-            raise ValidationFailed(f"mode must be one of {', '.join(MODES)}", field="mode")
-        if p.result_type not in RESULT_TYPES:
-            raise ValidationFailed(f"result_type must be one of {', '.join(RESULT_TYPES)}", field="result_type")
+        """What the model cannot know: whether this service has a reranker."""
         if p.rerank and not self.ctx.settings.rerank_model:
             raise RerankNotConfigured(
                 "rerank needs a cross-encoder: set RAG_RERANK_MODEL to a model name or local path", field="rerank"
             )
-        if p.as_of_version is not None and (isinstance(p.as_of_version, bool) or not 1 <= p.as_of_version <= INT64_MAX):
-            raise ValidationFailed(f"as_of_version must be 1-{INT64_MAX}", field="as_of_version")
-        if p.weights is not None and (not all(0 <= w <= 100 for w in p.weights) or not any(p.weights)):
-            raise ValidationFailed("fusion_weights are two numbers 0-100, not both 0", field="fusion_weights")
 
     def _authorized_indexes(self, principal: Principal, p: SearchParams, boundary: Boundary,
                             path_index: str | None) -> tuple[list[Index], list[dict[str, Any]]]:
@@ -123,10 +81,13 @@ class SearchService:
             return [a.index for a in self.access.authorize_many(principal, named, "search", boundary)], []
         return self.access.partition(principal, "search", boundary)
 
-    def search(self, principal: Principal, p: SearchParams, path_index: str | None = None) -> dict[str, Any]:
+    def search(self, principal: Principal, p: SearchParams, path_index: str | None = None,
+               header_boundary: str | None = None, record_evidence: bool = True) -> dict[str, Any]:
+        """`header_boundary`: the boundary the request named outside the parameters (X-Data-Boundary,
+        ?data_boundary=); naming two different ones is a 422."""
         started = time.perf_counter()
         self.validate(p)
-        gate = Boundary.of(p.data_boundary, account_id=p.account_id)
+        gate = Boundary.of(p.data_boundary, header_boundary, account_id=p.account_id)
         boundary = gate.name
         conditions = parse_filters(p.filters)
         allowed, excluded = self._authorized_indexes(principal, p, gate, path_index)
@@ -157,11 +118,11 @@ class SearchService:
         }
         evidence["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         record = Evidence(project_id=principal.project_id, kind="search", body=evidence)
-        if p.record_evidence:
+        if record_evidence:
             with self.ctx.db.session() as s:
                 s.add(record)
                 s.commit()
-        evidence = {"evidence_id": record.id if p.record_evidence else None, **evidence}
+        evidence = {"evidence_id": record.id if record_evidence else None, **evidence}
         return {"results": results, "evidence": evidence, "data_boundary": boundary,
                 "privacy_tiers_read": evidence["privacy_tiers_read"]}
 
@@ -230,7 +191,7 @@ class SearchService:
                 filter=base,
                 prefetch_limit=max(limit * settings.prefetch_multiplier, 100),
                 rrf_k=p.rrf_k or settings.rrf_k,
-                weights=p.weights or (settings.fusion_dense_weight, settings.fusion_lexical_weight),
+                weights=tuple(p.fusion_weights or (settings.fusion_dense_weight, settings.fusion_lexical_weight)),
                 with_components=p.explain and p.mode == "hybrid",
             )
             try:

@@ -293,3 +293,23 @@ def test_search_sends_the_fusion_settings_and_the_service_takes_them(rag):
         lambda r: seen.append(json.loads(r.content)) or httpx.Response(200, json={})))
     mock.search("q", rrf_k=7, fusion_weights=(2.0, 0.5))
     assert seen == [{"query": "q", "rrf_k": 7, "fusion_weights": [2.0, 0.5]}]
+
+
+def test_search_takes_every_field_of_the_service_search_model_and_nothing_else():
+    # The client derives its search parameters from the model the routes take: a field added to
+    # the service is at once a keyword of client.search, and a typo fails before any request.
+    from rag_service.search_params import SearchParams
+
+    seen = []
+    rag = RagClient("http://rag.test", "k", transport=httpx.MockTransport(
+        lambda r: seen.append(json.loads(r.content)) or httpx.Response(200, json={})))
+    example = {"top_k": 3, "mode": "lexical", "result_type": "document", "filters": {"a": 1}, "min_score": 0.1,
+               "as_of_version": 2, "include_history": True, "data_boundary": "computer", "account_id": "acc",
+               "index_ids": ["i"], "rerank": False, "explain": False, "rrf_k": 7, "fusion_weights": [1.0, 2.0]}
+    assert set(example) | {"query"} == set(SearchParams.model_fields)
+    rag.search("q", **example)
+    assert seen == [{"query": "q", **example}]
+    SearchParams.model_validate(seen[0])  # what the client sends is what the service takes
+    with pytest.raises(TypeError, match="topk"):
+        rag.search("q", topk=3)
+    assert len(seen) == 1

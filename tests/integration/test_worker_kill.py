@@ -13,11 +13,12 @@ from sqlmodel import select
 from rag_service.config import Settings
 from rag_service.context import build_context
 from rag_service.models import DocumentVersion, Job
+from rag_service.search_params import SearchParams
 from rag_service.services.auth import AuthService
 from rag_service.services.common import Principal
 from rag_service.services.documents import DocumentService
 from rag_service.services.indexes import IndexService
-from rag_service.services.search import SearchParams, SearchService
+from rag_service.services.search import SearchService
 from rag_service.stores.vector import Filter, Match
 
 

@@ -1,0 +1,70 @@
+"""The one search-parameter model. The HTTP routes take it as their body (so /openapi.json
+shows it), the agent tools and MCP validate their arguments with it, the services search with
+it, and the Python client derives its keyword arguments from its fields, so none of them can
+fall behind another. It imports pydantic and the value bounds only: the client must not pull in the server.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from rag_service.services.values import (  # stdlib only: light enough for the client
+    INT64_MAX,
+    INT64_MIN,
+)
+
+# Long enough for a pasted paragraph or a whole document as the query (query-by-document). The
+# dense side embeds what the model's window takes (the tokenizer truncates); the lexical side keeps
+# the most informative RAG_MAX_QUERY_TERMS terms (services/search.py lexical_terms).
+MAX_QUERY_CHARS = 32_000
+MAX_TOP_K = 100
+MODES = ("hybrid", "dense", "lexical")
+RESULT_TYPES = ("chunk", "document")
+
+# Integers are JSON integers (a boolean is not 1) that fit the stores' signed 64 bits; numbers
+# are finite. Strings and filter values are checked app-wide too (api/deps.py checked_inputs).
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class SearchParams(BaseModel):
+    """A search: what to look for, how, and under which data boundary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(max_length=MAX_QUERY_CHARS)
+    top_k: StrictInt = Field(10, ge=1, le=MAX_TOP_K)
+    result_type: Literal["chunk", "document"] = "chunk"
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    filters: dict[str, Any] | None = None
+    min_score: Finite | None = None
+    as_of_version: Int64 | None = Field(None, ge=1)
+    include_history: bool = False
+    data_boundary: str | None = None
+    account_id: str | None = None
+    index_ids: list[str] | None = Field(None, max_length=100)
+    rerank: bool = False
+    explain: bool = True
+    # Hybrid fusion for this request (defaults: RAG_RRF_K and RAG_FUSION_*_WEIGHT).
+    rrf_k: StrictInt | None = Field(None, ge=1, le=1000)
+    fusion_weights: list[Finite] | None = Field(None, min_length=2, max_length=2,
+                                                description="[dense, lexical] weights of the RRF fusion, each 0-100")
+
+    @field_validator("query")
+    @classmethod
+    def _has_text(cls, query: str) -> str:
+        if not query.strip():
+            raise ValueError("query must not be empty")
+        return query
+
+    @field_validator("fusion_weights")
+    @classmethod
+    def _usable_weights(cls, weights: list[float] | None) -> list[float] | None:
+        if weights is not None and (not all(0 <= w <= 100 for w in weights) or not any(weights)):
+            raise ValueError("fusion_weights are two numbers 0-100, not both 0")
+        return weights
+
+
+FIELDS = frozenset(SearchParams.model_fields)
