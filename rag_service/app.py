@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
+from starlette.staticfiles import StaticFiles
 
 from rag_service.api import batch, documents, events, health, indexes, keys, rag, search, webhooks
 from rag_service.api.deps import checked_inputs
@@ -89,6 +91,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
 
     app.include_router(tools.router)
     mcp.mount(app)
+    # Same origin and same keys as the API; the page asks for a key itself, so its files need none.
+    app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
