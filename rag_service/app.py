@@ -10,7 +10,19 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 from starlette.staticfiles import StaticFiles
 
-from rag_service.api import batch, documents, events, health, indexes, keys, rag, search, webhooks
+from rag_service.api import (
+    batch,
+    documents,
+    events,
+    health,
+    indexes,
+    keys,
+    mcp,
+    rag,
+    search,
+    tools,
+    webhooks,
+)
 from rag_service.api.deps import checked_inputs
 from rag_service.api.errors import install_error_handlers
 from rag_service.api.limits import StreamingBodyLimit
@@ -87,7 +99,6 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     for router in (health.router, indexes.router, batch.router, documents.router, search.router, keys.router, rag.router,
                    webhooks.router, events.router):
         app.include_router(router)
-    from rag_service.api import mcp, tools  # agent tools: OpenAI function calling, and MCP at /mcp
 
     app.include_router(tools.router)
     mcp.mount(app)

@@ -1,4 +1,8 @@
-"""The `rag-service` command line."""
+"""The `rag-service` command line.
+
+The local commands (serve, worker, keys) import the service inside their functions on purpose:
+the remote commands (search, ingest, ...) must start without loading torch, the stores and the
+parsers, and `rag-service --help` must answer at once."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ class FileResult:
 
 def collect_files(root: Path) -> tuple[list[tuple[Path, str]], list[FileResult]]:
     """(files to upload as (path, path below root), files skipped). Hidden files and folders are ignored."""
-    from pipelines.parse import MEDIA_TYPES
+    from pipelines.parse import MEDIA_TYPES  # the parsers' module: only for `ingest`, not every command
 
     if root.is_file():
         candidates = [(root, root.name)]
@@ -421,7 +421,7 @@ def mcp(url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     search, get_document and list_indexes, proxied to the running service."""
     import anyio
 
-    from rag_service.api.mcp import serve_stdio
+    from rag_service.client.mcp_stdio import serve_stdio  # the MCP SDK: only for this command
 
     anyio.run(serve_stdio, url or DEFAULT_URL, api_key)
 

@@ -37,6 +37,7 @@ class ServiceContext:
 
 
 def build_vector_store(settings: Settings) -> VectorStore:
+    # Each adapter imports its client library (qdrant-client is heavy): only the configured one loads.
     if settings.qdrant_url:
         from rag_service.stores.qdrant_server import QdrantServerVectorStore
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request, params
 
 from rag_service.context import ServiceContext
 from rag_service.services.access import Boundary, boundary_value
 from rag_service.services.auth import AuthService
 from rag_service.services.common import Principal
+from rag_service.services.values import check_text, check_value
 
 
 def get_ctx(request: Request) -> ServiceContext:
@@ -67,17 +68,6 @@ def boundary(given: str | None = Depends(data_boundary_header),
     return Boundary.of(given, account_id=account_id)
 
 
-def json_object(raw: str, field: str) -> dict:
-    """A JSON object sent as text (multipart metadata, OpenAI tool arguments), or validation_error."""
-    from rag_service.errors import ValidationFailed
-    from rag_service.services.values import loads
-
-    value = loads(raw, field)
-    if not isinstance(value, dict):
-        raise ValidationFailed(f"{field} must be a JSON object", field=field)
-    return value
-
-
 def _is_json(content_type: str | None) -> bool:
     """FastAPI's own rule for parsing a body as JSON (no type, application/json, application/*+json)."""
     if not content_type:
@@ -90,10 +80,6 @@ async def checked_inputs(request: Request) -> None:
     """App-wide: path and query parameters and the JSON body hold only values the stores
     can represent (services/values.py), before any route or model sees them. FastAPI has
     parsed a route's JSON body before dependencies run, so this reads the cached value."""
-    from fastapi import params
-
-    from rag_service.services.values import check_text, check_value
-
     for name, value in request.path_params.items():
         if isinstance(value, str):
             check_text(value, name)

@@ -12,7 +12,6 @@ from rag_service.api.deps import (
     data_boundary_header,
     editor,
     get_ctx,
-    json_object,
     reader,
 )
 from rag_service.api.schemas.common import KEYED, errors_for, returns
@@ -29,7 +28,7 @@ from rag_service.errors import PayloadTooLarge, ValidationFailed
 from rag_service.services.access import Boundary
 from rag_service.services.common import Principal
 from rag_service.services.documents import DocumentService
-from rag_service.services.values import INT64_MAX
+from rag_service.services.values import INT64_MAX, json_object
 
 router = APIRouter(tags=["documents"])
 

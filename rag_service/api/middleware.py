@@ -14,15 +14,19 @@ import time
 import uuid
 
 import anyio
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag_service.api.deps import api_key_from
 from rag_service.api.errors import error_response
-from rag_service.config import Settings
-from rag_service.logs import request_id_var
 from rag_service.api.ratelimit import RateLimiter
+from rag_service.config import Settings
+from rag_service.errors import ServiceError
+from rag_service.logs import request_id_var
+from rag_service.services.auth import AuthService
 
 access_log = logging.getLogger("rag_service.access")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -167,12 +171,6 @@ class AuthBeforeBody:
         if role is None:
             await self.app(scope, receive, send)
             return
-        from sqlalchemy.exc import DBAPIError
-        from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-        from rag_service.errors import ServiceError
-        from rag_service.services.auth import AuthService
-
         request = Request(scope)  # headers only: no receive, so nothing can read the body here
         try:
             principal = await anyio.to_thread.run_sync(

@@ -137,3 +137,11 @@ def readable_metadata(stored: Any) -> dict[str, Any]:
         return {"metadata": stored}
     below, why = found
     return {"metadata": {}, "metadata_error": f"stored metadata{below} is unreadable: {why}"}
+
+
+def json_object(raw: str, field: str) -> dict:
+    """A JSON object sent as text (multipart metadata, OpenAI tool arguments), or validation_error."""
+    value = loads(raw, field)
+    if not isinstance(value, dict):
+        raise ValidationFailed(f"{field} must be a JSON object", field=field)
+    return value

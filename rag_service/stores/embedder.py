@@ -175,7 +175,7 @@ class EmbedderRegistry:
         key = (model, backend, precision)
         with self._lock:
             if key not in self.decisions:
-                from rag_service.stores import encoder_choice
+                from rag_service.stores import encoder_choice  # runs timed probes: only when `auto` is decided
 
                 self.decisions[key] = encoder_choice.decide(
                     model, backend, precision, self.device, self.batch_size, self.cache_dir, self._load_exact,
@@ -195,7 +195,7 @@ class EmbedderRegistry:
                 if self._loader is not None:
                     model = self._loader(identity)
                 else:
-                    from pipelines.embed import load_embedder
+                    from pipelines.embed import load_embedder  # torch / onnxruntime: only when a model loads
 
                     reference = self._models.get(EncoderIdentity(identity.model))
                     model = load_embedder(identity, self.cache_dir, self.device, self.batch_size, reference=reference)
