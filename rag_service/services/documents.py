@@ -133,13 +133,14 @@ class DocumentService:
         name = clean_name(name) if name else filename
         if if_version is not None and if_version < 0:
             raise ValidationFailed("if_version must be >= 0", field="if_version")
+        # Identical bytes and metadata need no parse: the unchanged check reads only the hash.
+        sniffed = sniff_upload(data, filename)
+        unchanged = self._unchanged(index.id, name, sniffed.content_hash, metadata, if_version)
+        if unchanged is not None:
+            return unchanged, False
         prepared = prepare_isolated(self.ctx, data, filename, index.chunk_max_characters, index.chunk_overlap)
         if self.ctx.metrics:
             self.ctx.metrics.ingest_bytes.inc(len(data))
-
-        unchanged = self._unchanged(index.id, name, prepared.content_hash, metadata, if_version)
-        if unchanged is not None:
-            return unchanged, False
         document, version, chunks = self._allocate_version(principal, index, name, prepared, metadata, if_version)
         self.ingestion.index_version(index, document, version, chunks, prepared.tokens)
         with self.ctx.db.session() as s:

@@ -213,3 +213,21 @@ def test_a_hard_delete_leaves_no_row_behind_not_even_waiting_upload_bytes(app_fa
     assert rows(UploadBlob) == [] and {d.id for d in rows(Document)} == {ready["id"]}
     assert api.delete(f"/v1/indexes/{index}").status_code == 204
     assert rows(Chunk) == [] and rows(DocumentVersion) == [] and rows(Document) == []
+
+
+def test_an_unchanged_upload_is_answered_without_parsing_the_file(app_factory, monkeypatch):
+    from tests.conftest import Api, new_key
+
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index = api.create_index("noparse")["id"]
+    parsed = []
+    real = ctx.parser.prepare
+    monkeypatch.setattr(ctx.parser, "prepare", lambda *a, **k: parsed.append(a[1]) or real(*a, **k))
+    body = b"# Plovers\n\nSnowy plovers nest on open shingle.\n"
+    assert api.upload(index, "plovers.md", body).status_code == 201
+    again = api.upload(index, "plovers.md", body)
+    assert again.status_code == 200 and again.json()["unchanged"] is True
+    assert parsed == ["plovers.md"]  # parsed once: the second answer came from the hash alone
+    assert api.upload(index, "plovers.md", body + b"\nThey lay three eggs.\n").status_code == 201
+    assert parsed == ["plovers.md", "plovers.md"]
