@@ -28,6 +28,7 @@ from rag_service.errors import PayloadTooLarge, ValidationFailed
 from rag_service.services.access import Boundary
 from rag_service.services.common import Principal
 from rag_service.services.documents import DocumentService
+from rag_service.services.uploads import UploadService
 from rag_service.services.values import INT64_MAX, json_object
 
 router = APIRouter(tags=["documents"])
@@ -89,13 +90,13 @@ def upload_document(
     from fastapi.encoders import jsonable_encoder
 
     if run_async:
-        job, view = DocumentService(ctx).upload_async(
+        job, view = UploadService(ctx).upload_async(
             p, index_id, data, file.filename or "", name, _metadata(metadata), expected_version(if_version, if_match),
             under)
         if job is None:  # identical to the latest version: nothing to do
             return JSONResponse(jsonable_encoder(view), status_code=200, headers={"ETag": view["etag"]})
         return JSONResponse(jsonable_encoder({**job, "document": view}), status_code=202)
-    view, created = DocumentService(ctx).upload(
+    view, created = UploadService(ctx).upload(
         p, index_id, data, file.filename or "", name, _metadata(metadata), expected_version(if_version, if_match), under
     )
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200, headers={"ETag": view["etag"]})

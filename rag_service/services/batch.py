@@ -16,7 +16,7 @@ from rag_service.context import ServiceContext
 from rag_service.errors import ServiceError
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
-from rag_service.services.documents import DocumentService, clean_name
+from rag_service.services.uploads import UploadService, clean_name
 
 
 @dataclass
@@ -42,7 +42,7 @@ class BatchOutcome:
 class BatchUploadService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.documents = DocumentService(ctx)
+        self.uploads = UploadService(ctx)
 
     def upload(self, principal: Principal, index_ref: str, files: list[BatchFile], boundary: Boundary,
                run_async: bool = False) -> list[BatchOutcome]:
@@ -75,10 +75,10 @@ class BatchUploadService:
              run_async: bool) -> BatchOutcome:
         try:
             if run_async:
-                job, view = self.documents.upload_async(principal, index_id, f.data, f.filename, f.name, f.metadata,
+                job, view = self.uploads.upload_async(principal, index_id, f.data, f.filename, f.name, f.metadata,
                                                         f.if_version, boundary)
                 return BatchOutcome(f.filename, view=view, job=job)
-            view, created = self.documents.upload(principal, index_id, f.data, f.filename, f.name, f.metadata,
+            view, created = self.uploads.upload(principal, index_id, f.data, f.filename, f.name, f.metadata,
                                                   f.if_version, boundary)
             return BatchOutcome(f.filename, view=view, created=created)
         except ServiceError as exc:

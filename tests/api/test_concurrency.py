@@ -52,12 +52,12 @@ def _claim_in_process(url: str, index_id: str, project_id: str, barrier, out) ->
     from rag_service.db import Database
     from rag_service.errors import VersionConflict
     from rag_service.services.common import Principal
-    from rag_service.services.documents import DocumentService
+    from rag_service.services.uploads import UploadService
     from rag_service.services.preparation import prepare_upload
 
     db = Database(url)
     ctx = ServiceContext(settings=Settings(database_url=url), db=db, vectors=None, embedders=None, embedding=None)
-    service = DocumentService(ctx)
+    service = UploadService(ctx)
     with db.session() as s:
         from rag_service.models import Index
 
