@@ -32,6 +32,8 @@ from rag_service.stores.vector import (
     VectorStore,
 )
 
+# Deliberately the twin of the other adapter (same names, same tables): each maps the one
+# VectorStore interface onto its own client library, here qdrant-edge-py.
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,

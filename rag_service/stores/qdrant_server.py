@@ -29,6 +29,8 @@ from rag_service.stores.vector import (
     VectorStore,
 )
 
+# Deliberately the twin of the other adapter (same names, same tables): each maps the one
+# VectorStore interface onto its own client library, here qdrant-client.
 _SCHEMA = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "integer": models.PayloadSchemaType.INTEGER,
