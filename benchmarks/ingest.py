@@ -39,7 +39,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from benchmarks.common import cpu_info, expect, load_beir, log, run_threads
+from benchmarks.encoders import encoder_registry, measure_variants
+from benchmarks.parse_speed import parse_mb_per_s
 from benchmarks.report import write_results
 from benchmarks.server import ServerProcess, free_port
 from benchmarks.synthetic import ChunkSynthesizer
@@ -69,8 +73,6 @@ class Client:
     """A small HTTP driver for one server (bounded timeouts; answers checked with `expect`)."""
 
     def __init__(self, server: ServerProcess) -> None:
-        import httpx
-
         self.http = httpx.Client(base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=600)
 
     def close(self) -> None:
@@ -167,8 +169,6 @@ def ingest_async(server: ServerProcess, index_id: str, documents: list[tuple[str
 
 
 def ready_and_first_search(server: ServerProcess, spawned_at: float, index_id: str, queries: list[str]) -> dict:
-    import httpx
-
     while True:
         try:
             if httpx.get(f"{server.base_url}/v1/ready", timeout=5).status_code == 200:
@@ -212,8 +212,6 @@ def run(args: argparse.Namespace) -> int:
                                             if not k.startswith("_")}}
     try:
         if not args.skip_parse:
-            from benchmarks.parse_speed import parse_mb_per_s
-
             log(f"parse speed on {args.parse_mb:g} MB documents")
             results["parse_mb_per_s"] = parse_mb_per_s(args.parse_mb)
         _encoder_ceilings(args, sample, queries, data_dir, results)
@@ -242,8 +240,6 @@ def run(args: argparse.Namespace) -> int:
 def _encoder_ceilings(args: argparse.Namespace, sample: list[str], queries: list[str], data_dir: Path,
                       results: dict[str, Any]) -> None:
     """Every encoder variant on the same chunk texts, nothing else running; what `auto` picks."""
-    from benchmarks.encoders import encoder_registry, measure_variants
-
     log(f"encoder ceilings on {len(sample)} chunk texts")
     # The same cache directory the server uses: its ONNX builds and auto decision are reused.
     encoders = measure_variants(sample, encoder_registry(data_dir / "encoders"),

@@ -20,12 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ServiceHarness, load_beir, log
-from benchmarks.encoders import ALL_VARIANTS, auto_choice, encoder_registry, identity, measure_variants
+from benchmarks.encoders import (
+    ALL_VARIANTS,
+    auto_choice,
+    encoder_registry,
+    identity,
+    measure_variants,
+)
 from benchmarks.quality import score, search_mode
 from benchmarks.report import emit
 
@@ -54,8 +61,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _ingest(h: ServiceHarness, index_id: str, ds, workers: int) -> dict[str, Any]:
-    from concurrent.futures import ThreadPoolExecutor
-
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         codes = list(pool.map(lambda d: h.upload_text(index_id, d, ds.document_text(d)).status_code, ds.corpus))

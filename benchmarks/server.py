@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from benchmarks.common import log
 from benchmarks.procstats import RssMonitor, is_running
 
@@ -64,8 +66,6 @@ class ServerProcess:
         self.monitor = RssMonitor(self.proc.pid).start()
 
     def _wait_healthy(self, timeout_s: float) -> None:
-        import httpx
-
         t0 = time.monotonic()
         while True:
             if self.proc.poll() is not None:

@@ -1,5 +1,8 @@
 """Embed stage: texts -> unit-length float vectors, by one of four encoder variants.
 
+(torch, sentence-transformers, onnxruntime and onnx are imported inside the functions that
+build or run a variant: each is heavy, and a process loads only the backend it uses.)
+
 A variant is a (backend, precision) pair: torch fp32 / bf16 (sentence-transformers)
 and onnx fp32 / int8 (onnxruntime). The ONNX files are made here, from the
 installed model files (nothing is downloaded): the model's transformer is exported

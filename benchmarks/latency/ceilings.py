@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import percentile, rounded
+from pipelines.lexical import query_vector
+from rag_service.stores.vector import Filter, Match, SearchRequest
 
 
 def load_embedder(index: dict[str, Any], settings):
@@ -73,10 +75,7 @@ def search_floor(data_dir: Path, alias: str, embedder, queries: list[str], modes
     search (no filters, explain off, live documents only), sent through the
     service's own adapter to the shard the server just closed.
     """
-    from pipelines.lexical import query_vector
     from rag_service.stores.edge import EdgeVectorStore
-    from rag_service.stores.vector import Filter, Match, SearchRequest
-
     need = top_k * (5 if result_type == "document" else 1)
     limit = need + 10
     live = Filter(must=(Match("live", 1),))

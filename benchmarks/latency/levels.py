@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from benchmarks.common import Progress, cpu_info, expect, log, rounded
 from benchmarks.latency.ceilings import encode_ceiling, load_embedder, search_floor
 from benchmarks.latency.load import search_cell, upload
@@ -86,7 +88,6 @@ class LatencyRun:
     def _ensure_index(self, server: ServerProcess) -> None:
         if self.index is not None:
             return
-        import httpx
 
         # Creating the index loads the embedding model (for its dimension): can take a while.
         self.index = expect(httpx.post(f"{server.base_url}/v1/indexes", headers={"X-API-Key": self.api_key},

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import httpx
+
 from benchmarks.common import Progress, percentile, rounded, run_threads
 from benchmarks.server import ServerProcess
 
@@ -26,8 +28,6 @@ class UploadStats:
 def upload(server: ServerProcess, index_id: str, documents: list[tuple[str, list[str]]], concurrency: int,
            bar: Progress | None = None) -> UploadStats:
     """Each document as a multipart .txt upload, from `concurrency` clients pulling from one queue."""
-    import httpx
-
     stats = UploadStats()
     queue: Iterator[tuple[str, list[str]]] = iter(documents)
     headers = {"X-API-Key": server.api_key}
@@ -66,8 +66,6 @@ def upload(server: ServerProcess, index_id: str, documents: list[tuple[str, list
 def search_cell(server: ServerProcess, index_id: str, mode: str, queries: list[str], concurrency: int,
                 duration_s: float, max_requests: int | None, top_k: int, result_type: str) -> dict[str, Any]:
     """`concurrency` clients searching back to back until the time (or request count) runs out."""
-    import httpx
-
     headers = {"X-API-Key": server.api_key}
     lock = threading.Lock()
     issued = 0

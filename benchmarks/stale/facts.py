@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from benchmarks.common import BeirDataset
+from pipelines.lexical import tokenize
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 
@@ -22,8 +23,6 @@ def sentences(text: str) -> list[str]:
 
 
 def corpus_idf(ds: BeirDataset) -> dict[str, float]:
-    from pipelines.lexical import tokenize
-
     df: Counter[str] = Counter()
     for doc_id in ds.corpus:
         df.update(set(tokenize(ds.document_text(doc_id))))
@@ -34,8 +33,6 @@ def corpus_idf(ds: BeirDataset) -> dict[str, float]:
 def pick_key_sentence(body: str, idf: dict[str, float]) -> str | None:
     """The body sentence with the most distinctive terms: the one a query is most
     likely to pull its document up with, so the removed-sentence queries bite."""
-    from pipelines.lexical import tokenize
-
     best, best_score = None, 0.0
     for s in sentences(body):
         words = len(s.split())
