@@ -4,21 +4,34 @@ The corpus goes in through the service's own ingestion path (multipart uploads t
 the real HTTP app, in a throwaway data directory); every judged query is asked
 through `POST /v1/indexes/{id}/search` in each mode; runs are scored with ranx
 (nDCG@10, Recall@100, MRR@10) beside a rank_bm25 baseline on the same texts and
-the published numbers for the collection.
+the published numbers for the collection. Each mode's run is saved (runs/<mode>.json,
+ranx's format) and tested against a control run with a paired test: this run's `default`
+(the request a user sends with no mode or fusion fields, on an index created with no
+settings), or a previous results directory's (`--compare-to`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BeirDataset, Progress, ServiceHarness, load_beir, log, parse_modes, percentile
+from benchmarks.quality_compare import (MAX_P, STAT_TEST, load_previous, missing_queries, paired_comparisons,
+                                        save_runs, versus_published)
+from benchmarks.quality_report import write_chart, write_markdown
+from benchmarks.references import published
+from benchmarks.report import write_json
+from rag_service.search_params import MAX_TOP_K
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 MODES = ("dense", "lexical", "hybrid")
+# `default`: the search body names no mode and no fusion, as a user's first request would.
+DEFAULT_MODE = "default"
+ALL_MODES = (DEFAULT_MODE,) + MODES
 TOP_K = 100
 # rank_bm25 settings: Anserini's BEIR baseline, and the service's own index defaults.
 BM25_VARIANTS = {"rank_bm25_baseline": (0.9, 0.4), "rank_bm25_baseline_k1.2_b0.75": (1.2, 0.75)}
@@ -29,7 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, type=Path, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/")
     p.add_argument("--split", default="test", choices=("test", "dev"))
-    p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of dense,lexical,hybrid")
+    p.add_argument("--modes", default=None,
+                   help=f"comma-separated subset of {','.join(ALL_MODES)} (default: all of them); "
+                        "'default' sends no mode or fusion fields")
     p.add_argument("--model", default=None, help="embedding model of the index (default: the service's default)")
     p.add_argument("--limit-docs", type=int, default=None, help="subset of the corpus (keeps judged documents)")
     p.add_argument("--limit-queries", type=int, default=None)
@@ -39,8 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "switch to --max-workers when the whole corpus would take longer than --budget-min")
     p.add_argument("--max-workers", type=int, default=2)
     p.add_argument("--budget-min", type=float, default=25.0)
-    p.add_argument("--chunk-chars", type=int, default=4000,
-                   help="index chunk_max_characters: large, so most documents are one chunk (as MTEB embeds them)")
+    p.add_argument("--chunk-chars", type=int, default=None,
+                   help="index chunk_max_characters (default: send none, so the index gets the service's default; "
+                        "e.g. 4000 makes most BEIR documents one chunk, as MTEB embeds them)")
     p.add_argument("--no-explain", action="store_true",
                    help="send explain=false (the service default is true: hybrid then also runs both arms alone)")
     p.add_argument("--skip-baseline", action="store_true", help="leave out the rank_bm25 baseline")
@@ -48,6 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tune-split", default=None, choices=("dev",),
                    help="grid-search hybrid fusion (rrf_k, [dense, lexical] weights) on this split's queries "
                         "(nDCG@10, never the test queries), then also score the test split with the winner")
+    p.add_argument("--exclude-self", action="store_true",
+                   help="BEIR's rule for query-by-document collections (ArguAna, Quora, ...): drop a hit whose "
+                        "document id is the query id, before scoring and before the top-k cut")
+    p.add_argument("--compare-to", type=Path, default=None, metavar="DIR",
+                   help="a previous results directory (with runs/*.json): test each mode against its default run "
+                        "(or its hybrid run if it has none) instead of this run's default")
     return p
 
 
@@ -63,7 +85,7 @@ def tune_fusion(h: ServiceHarness, index_id: str, args: argparse.Namespace) -> d
     grid = []
     for k, weights in TUNING_GRID:
         run_, _, _ = search_mode(h, index_id, dev, "hybrid", False, {"rrf_k": k, "fusion_weights": list(weights)},
-                                 top_k=10, label=f"tune k={k} w={weights}")
+                                 top_k=10, label=f"tune k={k} w={weights}", exclude_self=args.exclude_self)
         grid.append({"rrf_k": k, "fusion_weights": list(weights), "ndcg@10": score(dev, run_)["ndcg@10"]})
         log(f"tune: {grid[-1]}")
     best = max(grid, key=lambda g: (g["ndcg@10"], g["rrf_k"] == 60 and g["fusion_weights"] == [1.0, 1.0]))
@@ -128,10 +150,31 @@ def as_run_scores(names: list[str]) -> dict[str, float]:
     return out
 
 
-def search_mode(h: ServiceHarness, index_id: str, ds: BeirDataset, mode: str, explain: bool | None,
-                extra: dict[str, Any] | None = None, top_k: int = TOP_K, label: str | None = None):
+def request_top_k(top_k: int, exclude_self: bool) -> int:
+    """One more than kept when the query's own document may be dropped (BEIR asks for
+    top_k + 1 too), within the service's cap: at top_k 100 a self-hit leaves 99."""
+    return min(top_k + 1, MAX_TOP_K) if exclude_self else top_k
+
+
+def ranked(names: list[str], qid: str, top_k: int, exclude_self: bool) -> tuple[list[str], bool]:
+    """The hits scored for one query: with exclude_self, BEIR's rule (a hit whose document
+    id equals the query id is skipped), then the top-k cut. Returns (names, self hit dropped)."""
+    kept = [n for n in names if n != qid] if exclude_self else names
+    return kept[:top_k], len(kept) != len(names)
+
+
+def search_mode(h: ServiceHarness, index_id: str, ds: BeirDataset, mode: str | None, explain: bool | None,
+                extra: dict[str, Any] | None = None, top_k: int = TOP_K, label: str | None = None,
+                exclude_self: bool = False, stats: dict[str, int] | None = None):
+    """Every query of `ds` through the search route; mode None (or "default") sends no mode
+    field. Returns (run, latencies, queries answered with fewer hits than asked for);
+    `stats`, when given, gets `self_hits_removed`."""
+    asked = request_top_k(top_k, exclude_self)
+
     def body(query: str) -> dict[str, Any]:
-        b = {"query": query, "top_k": top_k, "result_type": "document", "mode": mode, **(extra or {})}
+        b = {"query": query, "top_k": asked, "result_type": "document", **(extra or {})}
+        if mode not in (None, DEFAULT_MODE):
+            b["mode"] = mode
         if explain is not None:
             b["explain"] = explain
         return b
@@ -139,19 +182,24 @@ def search_mode(h: ServiceHarness, index_id: str, ds: BeirDataset, mode: str, ex
     h.search(index_id, body(next(iter(ds.queries.values()))))  # warm-up, not timed
     run: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
-    short = 0
-    with Progress(f"search {label or mode}", len(ds.queries)) as bar:
+    short = removed = 0
+    with Progress(f"search {label or mode or DEFAULT_MODE}", len(ds.queries)) as bar:
         for qid, text in ds.queries.items():
             answer, ms = h.search(index_id, body(text))
             latencies.append(ms)
-            names = [r["document_name"] for r in answer["results"]]
-            short += len(names) < min(top_k, len(ds.corpus))
+            names = [r["document_name"] for r in answer["results"]]  # uploads are named by BEIR doc id
+            short += len(names) < min(asked, len(ds.corpus))
+            names, dropped = ranked(names, qid, top_k, exclude_self)
+            removed += dropped
             run[qid] = as_run_scores(names)
             bar.advance()
+    if stats is not None:
+        stats["self_hits_removed"] = removed
     return run, latencies, short
 
 
-def bm25_baseline(ds: BeirDataset, k1: float, b: float):
+def bm25_baseline(ds: BeirDataset, k1: float, b: float, exclude_self: bool = False,
+                  stats: dict[str, int] | None = None):
     import numpy as np
     from rank_bm25 import BM25Okapi
 
@@ -161,14 +209,19 @@ def bm25_baseline(ds: BeirDataset, k1: float, b: float):
     bm25 = BM25Okapi([tokenize(ds.document_text(d)) for d in doc_ids], k1=k1, b=b)
     run: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
+    removed = 0
     for qid, text in ds.queries.items():
         started = time.perf_counter()
         scores = bm25.get_scores(tokenize(text))
-        k = min(TOP_K, len(doc_ids))
+        k = min(request_top_k(TOP_K, exclude_self), len(doc_ids))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         latencies.append((time.perf_counter() - started) * 1000)
-        run[qid] = as_run_scores([doc_ids[i] for i in top])
+        names, dropped = ranked([doc_ids[i] for i in top], qid, TOP_K, exclude_self)
+        removed += dropped
+        run[qid] = as_run_scores(names)
+    if stats is not None:
+        stats["self_hits_removed"] = removed
     return run, latencies, bm25.avgdl
 
 
@@ -186,28 +239,43 @@ def score(ds: BeirDataset, run: dict[str, dict[str, float]]) -> dict[str, float]
 
 
 # -- the command -----------------------------------------------------------------
+def create_benchmark_index(h: ServiceHarness, ds: BeirDataset, args: argparse.Namespace) -> tuple[dict, dict]:
+    """The benchmark's one index: no settings unless an option asks for one, so `default`
+    searches what a user gets. Returns (index, the settings sent)."""
+    settings: dict[str, Any] = {}
+    if args.chunk_chars is not None:
+        settings["chunk_max_characters"] = args.chunk_chars
+    if args.model:
+        settings["embedding_model"] = args.model
+    return h.create_index(f"bench-{ds.name}", description=f"benchmark {ds.name}", **settings), settings
+
+
+def mode_row(ds: BeirDataset, run_: dict[str, dict[str, float]], lat: list[float], short: int) -> dict[str, Any]:
+    return {**score(ds, run_), "latency_ms_p50": round(percentile(lat, 50), 2),
+            "latency_ms_p95": round(percentile(lat, 95), 2), "queries_with_fewer_results": short}
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    modes = parse_modes(args.modes, MODES)
+    modes = parse_modes(args.modes or ",".join(ALL_MODES), ALL_MODES)
+    if args.compare_to is None and DEFAULT_MODE not in modes:
+        modes.insert(0, DEFAULT_MODE)
+        log("no --compare-to: also running 'default', the control of the paired tests")
+    previous = load_previous(args.compare_to) if args.compare_to else None  # fail before the long part
     ds = load_beir(args.dataset, args.split, args.limit_docs, args.limit_queries)
     log(f"{ds.name}/{args.split}: {len(ds.corpus)} documents, {len(ds.queries)} queries"
         + (" (subset)" if ds.subset else ""))
     for note in ds.notes:
         log(note)
 
-    from benchmarks.references import published
-
     explain = False if args.no_explain else None
     results: dict[str, Any] = {"dataset": ds.name, "model": None, "modes": {}, "split": args.split,
                                "documents": len(ds.corpus), "queries": len(ds.queries), "subset": ds.subset,
-                               "notes": list(ds.notes)}
+                               "exclude_self": args.exclude_self, "notes": list(ds.notes)}
+    runs: dict[str, dict[str, dict[str, float]]] = {}
     with ServiceHarness(keep=args.keep_data) as h:
         log(f"service data dir: {h.data_dir}")
-        fields = {"chunk_max_characters": args.chunk_chars, "privacy_tier": "public",
-                  "description": f"benchmark {ds.name}"}
-        if args.model:
-            fields["embedding_model"] = args.model
-        index = h.create_index(f"bench-{ds.name}", **fields)
+        index, index_settings = create_benchmark_index(h, ds, args)
         results["model"] = index["embedding_model"]
         results["ingestion"] = ingest(h, index["id"], ds, args)
         ing = results["ingestion"]
@@ -216,47 +284,67 @@ def run(args: argparse.Namespace) -> int:
         index = h.get_index(index["id"])
         results["service"] = {
             "bm25": index["bm25"], "chunking": index["chunking"],
+            # What "default" means: an index created with none of these, searched with no mode or fusion.
+            "index_settings": index_settings, "index_defaults": not index_settings,
+            "service_default_chunking": {"max_characters": h.settings.default_chunk_max_characters,
+                                         "overlap": h.settings.default_chunk_overlap},
             "embedding_precision": h.settings.embedding_precision,
             "embedding_batch_size": h.settings.embedding_batch_size,
             "explain": "service default (true)" if explain is None else explain,
             "endpoint": "POST /v1/indexes/{id}/search", "result_type": "document", "top_k": TOP_K,
+            "top_k_requested": request_top_k(TOP_K, args.exclude_self),
         }
+        if index_settings:
+            log(f"index created with {index_settings}: 'default' is the default request on this index, "
+                "not what a user gets")
         for mode in modes:
-            run_, lat, short = search_mode(h, index["id"], ds, mode, explain)
-            results["modes"][mode] = {**score(ds, run_), "latency_ms_p50": round(percentile(lat, 50), 2),
-                                      "latency_ms_p95": round(percentile(lat, 95), 2),
-                                      "queries_with_fewer_results": short}
+            stats: dict[str, int] = {}
+            run_, lat, short = search_mode(h, index["id"], ds, mode, explain, exclude_self=args.exclude_self,
+                                           stats=stats)
+            runs[mode] = run_
+            results["modes"][mode] = {**mode_row(ds, run_, lat, short), **stats}
             log(f"{mode}: {results['modes'][mode]}")
         if args.tune_split:
             results["tuning"] = tune_fusion(h, index["id"], args)
             best = results["tuning"]["best"]
             extra = {"rrf_k": best["rrf_k"], "fusion_weights": best["fusion_weights"]}
-            run_, lat, short = search_mode(h, index["id"], ds, "hybrid", explain, extra, label="hybrid-tuned")
-            results["modes"]["hybrid_tuned"] = {**score(ds, run_), "latency_ms_p50": round(percentile(lat, 50), 2),
-                                                "queries_with_fewer_results": short, **extra,
+            stats = {}
+            run_, lat, short = search_mode(h, index["id"], ds, "hybrid", explain, extra, label="hybrid-tuned",
+                                           exclude_self=args.exclude_self, stats=stats)
+            runs["hybrid_tuned"] = run_
+            results["modes"]["hybrid_tuned"] = {**mode_row(ds, run_, lat, short), **stats, **extra,
                                                 "tuned_on": f"{args.tune_split} split"}
             log(f"hybrid_tuned: {results['modes']['hybrid_tuned']}")
 
     if not args.skip_baseline:
         for name, (k1, b) in BM25_VARIANTS.items():
-            run_, lat, avgdl = bm25_baseline(ds, k1, b)
-            results["modes"][name] = {**score(ds, run_), "latency_ms_p50": round(percentile(lat, 50), 2),
+            stats = {}
+            run_, lat, avgdl = bm25_baseline(ds, k1, b, args.exclude_self, stats)
+            runs[name] = run_
+            results["modes"][name] = {**score(ds, run_), **stats, "latency_ms_p50": round(percentile(lat, 50), 2),
                                       "k1": k1, "b": b, "avgdl": round(float(avgdl), 2),
                                       "latency_note": "in-process rank_bm25 get_scores, no HTTP",
                                       "compare_to": "rank_bm25_baseline"}
             log(f"{name}: {results['modes'][name]}")
 
+    if previous:
+        control, label = previous["run"], f"previous {previous['info']['mode']}"
+        results["comparison"] = {"control": {**previous["info"], "label": label,
+                                             "missing_queries": missing_queries(ds.qrels, control)}}
+    else:
+        control, label = runs[DEFAULT_MODE], DEFAULT_MODE
+        results["comparison"] = {"control": {"source": "this run", "mode": DEFAULT_MODE, "label": label}}
+    results["comparison"].update(stat_test=STAT_TEST, max_p=MAX_P, modes=paired_comparisons(
+        ds.qrels, runs, control, label, METRICS, skip=() if previous else (DEFAULT_MODE,)))
     results["references"] = published(ds.name)
+    results["versus_published"] = versus_published(results["modes"], results["references"])
     results["wall_time_s"] = round(time.perf_counter() - started, 1)
     log(f"wall time {results['wall_time_s']:.0f}s")
     if args.out:
-        from benchmarks.report import write_chart, write_json, write_markdown
-
         args.out.mkdir(parents=True, exist_ok=True)
+        results["runs"] = save_runs(args.out, runs)
         for path in (write_json(args.out, results), write_markdown(args.out, results), write_chart(args.out, results)):
             log(f"wrote {path}")
     else:
-        import json
-
         print(json.dumps(results, indent=2))
     return 0
