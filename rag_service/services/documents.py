@@ -179,7 +179,8 @@ class DocumentService:
                             .order_by(Chunk.ordinal)).all()
         out = version_view(v, include_text=True) | {"document_id": doc.id, "name": doc.name, "index_id": doc.index_id}
         out["chunks"] = [
-            {"chunk_id": c.id, "ordinal": c.ordinal, "text": c.text, "page": c.page, "section": c.section} for c in chunks
+            {"chunk_id": c.id, "ordinal": c.ordinal, "text": c.text, "page": c.page, "section": c.section,
+             "element_type": c.element_type, "content_hash": c.content_hash} for c in chunks
         ]
         return out
 

@@ -231,3 +231,19 @@ def test_an_unchanged_upload_is_answered_without_parsing_the_file(app_factory, m
     assert parsed == ["plovers.md"]  # parsed once: the second answer came from the hash alone
     assert api.upload(index, "plovers.md", body + b"\nThey lay three eggs.\n").status_code == 201
     assert parsed == ["plovers.md", "plovers.md"]
+
+
+def test_version_chunks_carry_the_hash_that_says_which_were_re_embedded(api):
+    # A diff of two versions (the console's) tells unchanged chunks from re-embedded ones by hash.
+    index = api.create_index("hashes")["id"]
+    leave = b"Parental leave is sixteen weeks, paid in full, for every parent employed six months. " * 8
+    travel = b"Book trains rather than flights for trips under four hours, and keep every receipt. " * 8
+    one = b"# Leave\n\n" + leave + b"\n\n# Travel\n\n" + travel + b"\n"
+    two = one.replace(b"sixteen", b"twenty")
+    first = api.upload(index, "policy.md", one).json()
+    second = api.upload(index, "policy.md", two).json()
+    v1 = api.get(f"/v1/documents/{first['id']}/versions/1").json()["chunks"]
+    v2 = api.get(f"/v1/documents/{first['id']}/versions/2").json()["chunks"]
+    shared = {c["content_hash"] for c in v1} & {c["content_hash"] for c in v2}
+    assert [c["text"] for c in v2 if c["content_hash"] in shared] == [c["text"] for c in v1 if "Travel" in c["text"]]
+    assert second["chunks_reused"] == len(shared) and second["chunks_embedded"] == len(v2) - len(shared)

@@ -87,6 +87,9 @@ class ChunkText(ResponseModel):
     text: str
     page: int | None
     section: str | None = Field(description="the heading the chunk sits under")
+    element_type: str | None = Field(None, description="Table for rows of a table, else CompositeElement")
+    content_hash: str = Field(description="hash of the chunk's text: the embedding cache's key, so two versions' "
+                                          "chunks with the same hash share one embedding")
 
 
 class VersionDetail(VersionView):
