@@ -54,8 +54,10 @@ SETTINGS_FIELDS = ("collection", "embedding_model", "embedding_backend", "embedd
 
 def _timed_ranking(search, index: Index, text: str, mode: str, top_k: int) -> tuple[dict[str, float], float]:
     started = time.perf_counter()
-    rows, _, _ = search.retrieve([index], SearchParams(query=text, top_k=top_k, mode=mode, result_type="document",
-                                                       explain=False))
+    # model_construct: the job's own params were validated at submission (eval top_k goes to 1000,
+    # past the HTTP cap of 100, for Recall@1000-style judgements).
+    rows, _, _ = search.retrieve([index], SearchParams.model_construct(query=text, top_k=top_k, mode=mode,
+                                                                       result_type="document", explain=False))
     ms = (time.perf_counter() - started) * 1000
     # rank-based scores: ranx needs one score per document, ties broken by rank
     return {r["document_name"]: float(top_k - rank) for rank, r in enumerate(rows)} or {"__none__": 0.0}, ms

@@ -238,6 +238,12 @@ def test_eval_job_scores_a_labelled_set(api):
     assert m["queries"] == 2 and 0.4 < m["mrr@10"] < 1.0
     r = api.post("/v1/rag/jobs", json={"job_class": "eval", "index_id": i, "params": {}})
     assert r.status_code == 422 and r.json()["field"] == "params"  # refused at submission, not a failed job
+    # An eval may rank deeper than a search request may (top_k up to 1000, for Recall@1000).
+    r = api.post("/v1/rag/jobs", json={"job_class": "eval", "index_id": i, "params": {
+        "queries": queries, "qrels": qrels, "top_k": 500, "modes": ["hybrid"]}})
+    deep = wait_job(api, r.json()["id"])
+    assert deep["status"] == "succeeded", deep
+    assert deep["result"]["modes"]["hybrid"]["ndcg@10"] == pytest.approx(1.0)
 
 
 def test_reconcile_repairs_drift(app_factory):
