@@ -197,6 +197,20 @@ class UploadBlob(SQLModel, table=True):
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class IndexSearchDefaults(SQLModel, table=True):
+    """Search settings an index uses where a request leaves them out: stored by a `tune` job that
+    proved them better on a labelled set, or by PATCH /v1/indexes/{id}. A table of its own, so
+    databases made before it get it from create_all (there are no migrations)."""
+
+    __tablename__ = "index_search_defaults"
+
+    index_id: str = Field(primary_key=True)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    source: str = "patch"  # "tune" or "patch"
+    job_id: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class EvalRun(SQLModel, table=True):
     __tablename__ = "eval_run"
 

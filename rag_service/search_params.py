@@ -29,6 +29,12 @@ Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
+def usable_weights(weights: list[float] | None) -> list[float] | None:
+    if weights is not None and (not all(0 <= w <= 100 for w in weights) or not any(weights)):
+        raise ValueError("fusion_weights are two numbers 0-100, not both 0")
+    return weights
+
+
 class SearchParams(BaseModel):
     """A search: what to look for, how, and under which data boundary."""
 
@@ -59,12 +65,22 @@ class SearchParams(BaseModel):
             raise ValueError("query must not be empty")
         return query
 
-    @field_validator("fusion_weights")
-    @classmethod
-    def _usable_weights(cls, weights: list[float] | None) -> list[float] | None:
-        if weights is not None and (not all(0 <= w <= 100 for w in weights) or not any(weights)):
-            raise ValueError("fusion_weights are two numbers 0-100, not both 0")
-        return weights
+    _weights = field_validator("fusion_weights")(usable_weights)
 
 
 FIELDS = frozenset(SearchParams.model_fields)
+# What an index may set as its own search defaults (a `tune` job, or PATCH search_defaults): the
+# fields a request that leaves them out then takes from the index.
+DEFAULTABLE = ("mode", "rrf_k", "fusion_weights")
+
+
+class SearchDefaults(BaseModel):
+    """An index's own search defaults; each field null means the service's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["hybrid", "dense", "lexical"] | None = None
+    rrf_k: StrictInt | None = Field(None, ge=1, le=1000)
+    fusion_weights: list[Finite] | None = Field(None, min_length=2, max_length=2)
+
+    _weights = field_validator("fusion_weights")(usable_weights)

@@ -9,6 +9,7 @@ from rag_service.api.deps import Paging, editor, get_ctx, reader
 from rag_service.api.schemas.common import KEYED, errors_for, returns
 from rag_service.api.schemas.indexes import IndexPage, IndexView
 from rag_service.context import ServiceContext
+from rag_service.search_params import SearchDefaults
 from rag_service.services.common import Principal
 from rag_service.services.indexes import IndexService
 
@@ -29,6 +30,9 @@ class IndexCreate(BaseModel):
 
 class IndexPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # mode / rrf_k / fusion_weights a search of this index uses where the request leaves them out;
+    # {} returns every field to the service's default.
+    search_defaults: SearchDefaults | None = None
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=4000)
     privacy_tier: str | None = None

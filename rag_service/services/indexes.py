@@ -12,7 +12,9 @@ from sqlmodel import delete, select
 from pipelines.chunk import chunking_problem
 from rag_service.context import ServiceContext
 from rag_service.errors import Conflict, ValidationFailed
-from rag_service.models import Document, Index, new_id, utcnow
+from rag_service.models import Document, Index, IndexSearchDefaults, new_id, utcnow
+from rag_service.search_params import SearchDefaults
+from rag_service.services import search_defaults
 from rag_service.services.access import AccessService
 from rag_service.services.common import (
     PRIVACY_TIERS,
@@ -26,10 +28,10 @@ from rag_service.services.events import emit_document, reported_version
 from rag_service.services.ingestion import IngestionService
 from rag_service.stores.embedder import identity_of
 
-MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b"}
+MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b", "search_defaults"}
 
 
-def index_view(index: Index, document_count: int) -> dict[str, Any]:
+def index_view(index: Index, document_count: int, search: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "id": index.id,
         "name": index.name,
@@ -43,6 +45,9 @@ def index_view(index: Index, document_count: int) -> dict[str, Any]:
         "bm25": {"k1": index.bm25_k1, "b": index.bm25_b, "avg_len": index.bm25_avg_len},
         "collection_alias": index.collection,
         "document_count": document_count,
+        # What a search of this index alone uses where a request leaves mode / rrf_k /
+        # fusion_weights out, and where each value comes from (service or index: a tune job, PATCH).
+        "search_defaults": search,
         "created_at": index.created_at,
         "updated_at": index.updated_at,
     }
@@ -79,7 +84,9 @@ class IndexService:
         return {i: n for i, n in rows}
 
     def view(self, index: Index) -> dict[str, Any]:
-        return index_view(index, self._document_counts([index.id]).get(index.id, 0))
+        own = search_defaults.stored_defaults(self.ctx.db, [index.id]).get(index.id)
+        return index_view(index, self._document_counts([index.id]).get(index.id, 0),
+                          search_defaults.effective(self.ctx.settings, own))
 
     def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
         self._validate(body)
@@ -128,14 +135,17 @@ class IndexService:
         except IntegrityError:
             self.ctx.vectors.drop_collection(index.collection)
             raise Conflict(f"an index named {index.name!r} already exists", field="name") from None
-        return index_view(index, 0)
+        return index_view(index, 0, search_defaults.effective(self.ctx.settings, None))
 
     def list(self, principal: Principal, page: int, per_page: int) -> dict[str, Any]:
         with self.ctx.db.session() as s:
             base = select(Index).where(Index.project_id == principal.project_id)
             rows, total = fetch_page(s, base, (Index.created_at, Index.id), page, per_page)
         counts = self._document_counts([r.id for r in rows])
-        return page_of([index_view(r, counts.get(r.id, 0)) for r in rows], total, page, per_page)
+        own = search_defaults.stored_defaults(self.ctx.db, [r.id for r in rows])
+        views = [index_view(r, counts.get(r.id, 0), search_defaults.effective(self.ctx.settings, own.get(r.id)))
+                 for r in rows]
+        return page_of(views, total, page, per_page)
 
     def get(self, principal: Principal, index_id: str) -> dict[str, Any]:
         return self.view(self.get_owned(principal, index_id))
@@ -147,12 +157,16 @@ class IndexService:
                 f"cannot change {', '.join(sorted(unknown))}; changeable: {', '.join(sorted(MUTABLE_FIELDS))}",
                 fields=sorted(unknown),
             )
+        defaults = body.pop("search_defaults", None) if "search_defaults" in body else None
         self._validate(body)
         index_id = self.get_owned(principal, index_id).id
         with self.ctx.db.session() as s:
             index = s.get(Index, index_id)
+            if defaults is not None:  # {} (all null) hands every field back to the service's default
+                search_defaults.store(s, index_id, SearchDefaults.model_validate(defaults), "patch")
+                body["search_defaults"] = defaults
             for key, value in body.items():
-                if value is not None:
+                if key != "search_defaults" and value is not None:
                     setattr(index, key, unicodedata.normalize("NFC", value.strip()) if key == "name" else value)
             index.updated_at = utcnow()
             s.add(index)
@@ -172,6 +186,7 @@ class IndexService:
             # Every document goes with the index: each is reported purged, in the same transaction.
             purged = [(doc, reported_version(s, doc)) for doc in s.exec(select(Document).where(Document.index_id == index_id))]
             purge_documents(s, Document.index_id == index_id)
+            s.exec(delete(IndexSearchDefaults).where(IndexSearchDefaults.index_id == index_id))
             s.exec(delete(Index).where(Index.id == index_id))
             audit(s, principal, "index.delete", "index", index_id, name=index.name)
             for doc, version in purged:  # the outbox: last, then commit

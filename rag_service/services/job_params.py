@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from pipelines.chunk import MAX_CHUNK_CHARACTERS, MIN_CHUNK_CHARACTERS
 from rag_service.errors import PermanentJobError, ValidationFailed
+from rag_service.search_params import usable_weights
 
 Mode = Literal["hybrid", "dense", "lexical"]
 Seconds = Annotated[float, Field(ge=0, le=100 * 365 * 24 * 3600, allow_inf_nan=False)]
@@ -93,8 +94,31 @@ def parse_eval_set(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, di
     return queries, {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in qrels.items()}
 
 
+class TuneGrid(_Params):
+    """The settings a tune job tries: every mode, and for hybrid every rrf_k x fusion_weights."""
+
+    modes: list[Mode] = Field(["hybrid", "dense", "lexical"], min_length=1, max_length=3)
+    rrf_k: list[Annotated[StrictInt, Field(ge=1, le=1000)]] = Field([20, 60, 120], min_length=1, max_length=8)
+    fusion_weights: list[Annotated[list[Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]],
+                                   Field(min_length=2, max_length=2)]] = Field(
+        [[1.0, 1.0], [1.0, 1.5], [1.5, 1.0], [1.0, 2.0], [2.0, 1.0]], min_length=1, max_length=10)
+
+    @field_validator("fusion_weights")
+    @classmethod
+    def _usable(cls, pairs: list[list[float]]) -> list[list[float]]:
+        return [usable_weights(pair) for pair in pairs]
+
+
+class TuneParams(EvalSet):
+    grid: TuneGrid = Field(default_factory=TuneGrid)
+    metric: Literal["ndcg@10", "recall@100", "mrr@10"] = "ndcg@10"
+    # The winner replaces the index's defaults only if ranx's paired t-test against them gives p below this.
+    alpha: float = Field(0.05, gt=0, le=0.5, allow_inf_nan=False)
+    top_k: StrictInt = Field(100, ge=10, le=1000)
+
+
 PARAMS: dict[str, type[_Params]] = {"ingest": IngestParams, "eval": EvalParams, "reconcile": ReconcileParams,
-                                     "purge": PurgeParams, "reindex": ReindexParams}
+                                     "purge": PurgeParams, "reindex": ReindexParams, "tune": TuneParams}
 
 
 def _eval_set(params: dict[str, Any], field: str) -> None:
@@ -118,7 +142,7 @@ def validate_params(job_class: str, params: dict[str, Any]) -> None:
         first = exc.errors()[0]
         field = ".".join(["params", *(str(x) for x in first["loc"])])
         raise ValidationFailed(f"{field}: {first['msg']}", field=field) from None
-    if job_class == "eval":
+    if job_class in ("eval", "tune"):
         _eval_set(params, "params")
     elif job_class == "reindex" and params.get("eval") is not None:
         _eval_set(params["eval"], "params.eval")

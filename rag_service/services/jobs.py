@@ -54,6 +54,11 @@ JOB_CLASSES: dict[str, dict[str, Any]] = {
                                "chunk_overlap into a shadow collection while the old one serves, evaluate both on "
                                "params.eval (or the index's last eval set), and swap only if nDCG@10 drops by no more "
                                "than params.max_ndcg_drop; params.rollback=true swaps back."},
+    "tune": {"status": "live", "needs_index": True, "boundaries": ALL_BOUNDARIES,
+             "description": "Grid-search the index's search settings (mode; for hybrid rrf_k x fusion_weights, "
+                            "params.grid) on a labelled set (as eval takes), and store the winner as the index's "
+                            "search defaults only if it beats the current ones with ranx's paired t-test at "
+                            "p < params.alpha; the result lists every setting tried."},
     "graph_summary": {"status": "planned", "needs_index": True, "boundaries": ALL_BOUNDARIES,
                       "description": "Graph-based corpus summaries. Planned."},
     "visual_rag": {"status": "planned", "needs_index": True, "boundaries": ALL_BOUNDARIES,

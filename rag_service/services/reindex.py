@@ -52,18 +52,23 @@ SETTINGS_FIELDS = ("collection", "embedding_model", "embedding_backend", "embedd
                    "chunk_max_characters", "chunk_overlap", "bm25_avg_len")
 
 
-def _timed_ranking(search, index: Index, text: str, mode: str, top_k: int) -> tuple[dict[str, float], float]:
+def timed_ranking(search, index: Index, text: str, mode: str, top_k: int,
+                  **fusion: Any) -> tuple[dict[str, float], float]:
+    """One judged query's document ranking and its latency. `fusion` (rrf_k, fusion_weights) as a
+    request would send them; what it leaves out comes from the index's defaults, as in a search."""
     started = time.perf_counter()
     # model_construct: the job's own params were validated at submission (eval top_k goes to 1000,
     # past the HTTP cap of 100, for Recall@1000-style judgements).
-    rows, _, _ = search.retrieve([index], SearchParams.model_construct(query=text, top_k=top_k, mode=mode,
-                                                                       result_type="document", explain=False))
+    p = SearchParams.model_construct(query=text, top_k=top_k, mode=mode, result_type="document", explain=False,
+                                     **{k: v for k, v in fusion.items() if v is not None})
+    p, _ = search.with_index_defaults(p, [index])
+    rows, _, _ = search.retrieve([index], p)
     ms = (time.perf_counter() - started) * 1000
     # rank-based scores: ranx needs one score per document, ties broken by rank
     return {r["document_name"]: float(top_k - rank) for rank, r in enumerate(rows)} or {"__none__": 0.0}, ms
 
 
-def _mode_metrics(run: dict[str, dict[str, float]], latencies: list[float], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
+def run_metrics(run: dict[str, dict[str, float]], latencies: list[float], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
     from ranx import Qrels, Run, evaluate
 
     scores = evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@100", "mrr@10"])
@@ -84,11 +89,11 @@ def evaluate_indexes(ctx, index: Index, queries: dict[str, str], qrels: dict[str
         run: dict[str, dict[str, float]] = {}
         latencies = []
         for qid, text in queries.items():
-            run[qid], ms = _timed_ranking(search, index, text, mode, top_k)
+            run[qid], ms = timed_ranking(search, index, text, mode, top_k)
             latencies.append(ms)
             if on_query:
                 on_query()
-        metrics[mode] = _mode_metrics(run, latencies, qrels)
+        metrics[mode] = run_metrics(run, latencies, qrels)
     return metrics
 
 
@@ -107,13 +112,13 @@ def evaluate_side_by_side(ctx, old: Index, new: Index, queries: dict[str, str], 
         for round_no in range(rounds):
             for qid, text in queries.items():
                 for side, index in sides.items():
-                    ranking, ms = _timed_ranking(search, index, text, mode, top_k)
+                    ranking, ms = timed_ranking(search, index, text, mode, top_k)
                     if round_no == 0:
                         runs[side][qid] = ranking
                     timings[side].setdefault(qid, []).append(ms)
         for side in sides:
             medians = [float(np.median(t)) for t in timings[side].values()]
-            metrics[side][mode] = _mode_metrics(runs[side], medians, qrels) | {"latency_rounds": rounds}
+            metrics[side][mode] = run_metrics(runs[side], medians, qrels) | {"latency_rounds": rounds}
     return metrics["old"], metrics["new"]
 
 

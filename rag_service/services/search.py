@@ -20,6 +20,7 @@ from rag_service.errors import (
 )
 from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index
 from rag_service.search_params import SearchParams
+from rag_service.services import search_defaults
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
 from rag_service.services.filters import parse_filters
@@ -72,6 +73,17 @@ class SearchService:
                 "rerank needs a cross-encoder: set RAG_RERANK_MODEL to a model name or local path", field="rerank"
             )
 
+    def with_index_defaults(self, p: SearchParams, indexes: list[Index]) -> tuple[SearchParams, list[str]]:
+        """A search of one index takes that index's defaults (mode, rrf_k, fusion_weights) where
+        the request left them out (services/search_defaults.py); several indexes share the service's."""
+        if len(indexes) != 1:
+            return p, []
+        return search_defaults.apply(p, search_defaults.stored_defaults(self.ctx.db, [indexes[0].id]).get(indexes[0].id))
+
+    def _weights(self, p: SearchParams) -> tuple[float, float]:
+        settings = self.ctx.settings
+        return tuple(p.fusion_weights or (settings.fusion_dense_weight, settings.fusion_lexical_weight))
+
     def _authorized_indexes(self, principal: Principal, p: SearchParams, boundary: Boundary,
                             path_index: str | None) -> tuple[list[Index], list[dict[str, Any]]]:
         """(indexes to search, exclusions): named indexes are all-or-403, all indexes skip what
@@ -91,6 +103,7 @@ class SearchService:
         boundary = gate.name
         conditions = parse_filters(p.filters)
         allowed, excluded = self._authorized_indexes(principal, p, gate, path_index)
+        p, from_index = self.with_index_defaults(p, allowed)
 
         results, stale_dropped, models = self.retrieve(allowed, p, conditions)
         if stale_dropped and self.ctx.metrics:
@@ -105,6 +118,9 @@ class SearchService:
             "result_type": p.result_type,
             "filters": p.filters or {},
             "reranked": bool(p.rerank),
+            # What the fusion ran with, and which fields came from the index's own defaults.
+            "search_settings": {"mode": p.mode, "rrf_k": p.rrf_k or self.ctx.settings.rrf_k,
+                                "fusion_weights": list(self._weights(p)), "from_index_defaults": from_index},
             "data_boundary": boundary,
             "privacy_tiers_read": sorted({i.privacy_tier for i in allowed}),
             "indexes_searched": [i.id for i in allowed],
@@ -191,7 +207,7 @@ class SearchService:
                 filter=base,
                 prefetch_limit=max(limit * settings.prefetch_multiplier, 100),
                 rrf_k=p.rrf_k or settings.rrf_k,
-                weights=tuple(p.fusion_weights or (settings.fusion_dense_weight, settings.fusion_lexical_weight)),
+                weights=self._weights(p),
                 with_components=p.explain and p.mode == "hybrid",
             )
             try:

@@ -20,6 +20,13 @@ class Bm25(ResponseModel):
     avg_len: float = Field(description="the index's average chunk length in tokens")
 
 
+class SearchDefaultsView(ResponseModel):
+    mode: str
+    rrf_k: int
+    fusion_weights: list[float] = Field(description="[dense, lexical]")
+    source: dict[str, str] = Field(description="per field: service (the service's default) or index (its own)")
+
+
 class IndexView(ResponseModel):
     id: str
     name: str
@@ -32,6 +39,8 @@ class IndexView(ResponseModel):
     bm25: Bm25
     collection_alias: str
     document_count: int = Field(description="live (not deleted) documents")
+    search_defaults: SearchDefaultsView = Field(description="what a search of this index alone uses where the "
+                                                            "request leaves mode, rrf_k or fusion_weights out")
     created_at: datetime
     updated_at: datetime
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from rag_service.context import ServiceContext
 from rag_service.services import reindex
 from rag_service.services.job_handle import JobHandle
-from rag_service.services.job_handlers import eval, ingest, purge, reconcile
+from rag_service.services.job_handlers import eval, ingest, purge, reconcile, tune
 from rag_service.services.jobs import JobRunner
 
 HANDLERS: dict[str, Callable[[JobHandle], dict[str, Any]]] = {
@@ -21,6 +21,7 @@ HANDLERS: dict[str, Callable[[JobHandle], dict[str, Any]]] = {
     "reconcile": reconcile.run_reconcile,
     "purge": purge.run_purge,
     "reindex": reindex.run_reindex,
+    "tune": tune.run_tune,
 }
 
 

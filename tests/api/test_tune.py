@@ -1,0 +1,131 @@
+"""The `tune` job: grid-search an index's search settings on a labelled set, and store the
+winner as the index's defaults only when a paired test supports it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.test_rag import wait_job
+from tests.conftest import Api, new_key
+
+# Per topic: the relevant record (its code twice, about something else), the topic's own page
+# (the query's one shared word), and two more pages on the topic (no shared word). Dense search
+# ranks the topic pages first; BM25 ranks the record first (the code is rarer than the word);
+# the default hybrid fusion puts the topic page first. So lexical is the better setting here.
+TOPICS = [
+    ("garage", "vehicle repair", ["The garage fitted the automobile with four new tyres and brake pads.",
+                                         "Mechanics rotate car tyres every ten thousand kilometres.",
+                                         "A flat tyre on the motorway means changing to the spare wheel."]),
+    ("kitchen", "soup cooking", ["In the kitchen the chef simmered the broth for hours with herbs.",
+                                 "A good stock needs bones, onions and a slow simmer.",
+                                 "Ladle the hot broth into bowls and add fresh parsley."]),
+    ("forecast", "storm rain", ["The forecast warned of heavy rainfall and thunderstorms over the valley.",
+                                "Thunder and lightning kept the farmers indoors all afternoon.",
+                                "Downpours flooded the lanes after the thunderstorm."]),
+    ("clinic", "doctor medication", ["At the clinic the physician prescribed antibiotics for the infection.",
+                                     "Nurses gave the patient pills twice a day.",
+                                     "The pharmacist explained the dosage of the prescribed tablets."]),
+    ("stadium", "soccer goals", ["At the stadium the striker scored twice in the football final.",
+                                 "The goalkeeper saved a penalty in the last minute of the match.",
+                                 "Fans cheered as the midfielder curled the ball into the net."]),
+    ("orbit", "spacecraft liftoff", ["The rocket carried the satellite into orbit after a smooth launch.",
+                                     "Engines roared as the booster left the launch pad.",
+                                     "Astronauts watched the capsule separate from the booster."]),
+    ("classroom", "children learning maths", ["In the classroom pupils practised arithmetic and fractions.",
+                                              "The teacher marked the homework on multiplication tables.",
+                                              "Young students counted beads to understand addition."]),
+    ("airport", "plane voyage", ["The airport flight to Lisbon boarded late because of fog.",
+                                 "Passengers queued at the gate for the transatlantic jet.",
+                                 "The airliner taxied to the runway before take-off."]),
+    ("orchard", "fruit picking season", ["The orchard produced a heavy crop of apples and pears this autumn.",
+                                "Pickers filled crates with ripe plums from the branches.",
+                                "Blossom on the cherry trees promised a good harvest."]),
+    ("harbour", "boats at sea", ["In the harbour the yachts raised their sails at dawn.",
+                                  "Fishing vessels returned to the quay with the tide.",
+                                  "The ferry crossed the bay while gulls followed its wake."]),
+    ("library", "literature lending", ["The library lent novels and poetry collections to readers.",
+                                  "Shelves of paperbacks lined the quiet reading room.",
+                                  "The librarian catalogued a donation of old atlases."]),
+    ("bakery", "fresh bread", ["The bakery sold sourdough loaves and croissants every morning.",
+                                "Dough rose overnight before being shaped and baked.",
+                                "Warm rolls cooled on racks beside the oven."]),
+]
+FILLERS = ["Tomatoes grow best in full sun with rich soil.", "The committee approved the annual budget.",
+           "Granite is an igneous rock with large crystals.", "The museum reopened after renovation works."]
+
+
+def code(i: int) -> str:
+    return f"zq{i}x{7 * i + 3}v"
+
+
+@pytest.fixture
+def tuned_index(app_factory):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index = api.create_index("tuning")["id"]
+    queries, qrels = {}, {}
+    for i, (word, paraphrase, pages) in enumerate(TOPICS):
+        record = f"Record {code(i)}, filed as {code(i)}. {FILLERS[i % len(FILLERS)]}"
+        assert api.upload(index, f"record{i}.txt", record.encode(), name=f"record{i}").status_code == 201
+        for n, page in enumerate(pages):
+            assert api.upload(index, f"page{i}_{n}.txt", page.encode(), name=f"page{i}_{n}").status_code == 201
+        queries[f"q{i}"] = f"{code(i)} {word} {paraphrase}"
+        qrels[f"q{i}"] = {f"record{i}": 1}
+    return api, index, queries, qrels
+
+
+def test_tune_stores_only_a_winner_the_paired_test_supports_and_searches_use_it(tuned_index):
+    api, index, queries, qrels = tuned_index
+    before = api.get(f"/v1/indexes/{index}").json()["search_defaults"]
+    assert before["mode"] == "hybrid" and set(before["source"].values()) == {"service"}
+    grid = {"rrf_k": [20, 60], "fusion_weights": [[1, 1], [1, 2], [2, 1]]}  # modes: all three (the default)
+    r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index,
+                                       "params": {"queries": queries, "qrels": qrels, "grid": grid}})
+    assert r.status_code == 202, r.text
+    job = wait_job(api, r.json()["id"], timeout=600)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    # Every setting tried is reported: 2 rrf_k x 3 weights for hybrid, plus dense and lexical.
+    assert len(result["tried"]) == 8 and sum(t["current"] for t in result["tried"]) == 1
+    assert result["current"]["settings"] == {"mode": "hybrid", "rrf_k": 60, "fusion_weights": [1.0, 1.0]}
+    assert result["best"]["ndcg@10"] > result["current"]["ndcg@10"]
+    assert result["applied"] is True and result["p_value"] < 0.05, result["reason"]
+    winner = result["best"]["settings"]
+    after = api.get(f"/v1/indexes/{index}").json()["search_defaults"]
+    assert after["mode"] == winner["mode"] and after["source"]["mode"] == "index"
+    # A search that leaves the mode out now gets the index's; one that names a mode keeps it.
+    plain = api.search(queries["q0"], index, result_type="document").json()
+    assert plain["evidence"]["search_settings"]["mode"] == winner["mode"]
+    assert "mode" in plain["evidence"]["search_settings"]["from_index_defaults"]
+    assert plain["results"][0]["document_name"] == "record0"
+    named = api.search(queries["q0"], index, result_type="document", mode="hybrid").json()
+    assert named["evidence"]["search_settings"]["mode"] == "hybrid"
+    assert "mode" not in named["evidence"]["search_settings"]["from_index_defaults"]
+    # The change is audited; {} hands the defaults back to the service.
+    audit = api.get("/v1/audit-log", params={"action": "index.tuned"}).json()["items"]
+    assert audit and audit[0]["target_id"] == index
+    reset = api.patch(f"/v1/indexes/{index}", json={"search_defaults": {}})
+    assert reset.status_code == 200 and set(reset.json()["search_defaults"]["source"].values()) == {"service"}
+
+    # A set every setting answers perfectly: the current settings stay (a tie is no gain).
+    easy = {"q0": f"{code(0)} {TOPICS[0][0]} {TOPICS[0][1]}"}
+    r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index, "params": {
+        "queries": easy, "qrels": {"q0": {"record0": 1, "page0_0": 1}},
+        "grid": {"modes": ["hybrid", "lexical"], "rrf_k": [60], "fusion_weights": [[1, 1], [1, 2]]}}})
+    job = wait_job(api, r.json()["id"], timeout=600)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["applied"] is False and len(job["result"]["tried"]) == 3
+    view = api.get(f"/v1/indexes/{index}").json()["search_defaults"]
+    assert set(view["source"].values()) == {"service"}
+    # PATCH sets them by hand, checked like a request's fields.
+    bad = api.patch(f"/v1/indexes/{index}", json={"search_defaults": {"fusion_weights": [0, 0]}})
+    assert bad.status_code == 422
+    ok = api.patch(f"/v1/indexes/{index}", json={"search_defaults": {"rrf_k": 20, "fusion_weights": [1, 2]}})
+    assert ok.status_code == 200
+    got = ok.json()["search_defaults"]
+    assert got["rrf_k"] == 20 and got["fusion_weights"] == [1.0, 2.0] and got["source"]["rrf_k"] == "index"
+    assert got["source"]["mode"] == "service"
+    classes = {c["job_class"]: c for c in api.get("/v1/rag/jobs").json()["contract"]["job_classes"]}
+    assert classes["tune"]["status"] == "live"
+    status = api.get("/v1/rag/status").json()
+    assert status["job_classes"]["tune"] == "live"
