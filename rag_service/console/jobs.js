@@ -10,14 +10,17 @@ import { Badge, ErrorNote, IndexPicker, Json, Notice, Progress, confirmAction, f
          shortId, useLiveRefresh, useLoad } from "./ui.js";
 
 const POLL_MS = 1500;
-const SUBMITTABLE = ["eval", "reindex", "reconcile", "purge"]; // ingest jobs come from async uploads
-const NEEDS_INDEX = new Set(["eval", "reindex"]);
+const SUBMITTABLE = ["eval", "tune", "reindex", "reconcile", "purge"]; // ingest jobs come from async uploads
+const NEEDS_INDEX = new Set(["eval", "tune", "reindex"]);
 
 /** A starting point for each class's params (rag_service/services/job_params.py). */
 function template(jobClass) {
   const templates = {
     eval: { modes: ["dense", "lexical", "hybrid"], top_k: 100,
             queries: { q1: "your question" }, qrels: { q1: { "document-name.md": 1 } } },
+    tune: { queries: { q1: "your question" }, qrels: { q1: { "document-name.md": 1 } },
+            grid: { modes: ["hybrid", "dense", "lexical"], rrf_k: [20, 60, 120],
+                    fusion_weights: [[1, 1], [1, 2], [2, 1]] }, alpha: 0.05 },
     reindex: { chunk_max_characters: 800, chunk_overlap: 0, max_ndcg_drop: 0.01 },
     reconcile: { stuck_after_seconds: 300 },
     purge: { older_than_seconds: 2592000 },
@@ -66,6 +69,8 @@ function SubmitForm({ indexes, indexId, setIndexId, onSubmitted }) {
     </label>
     <p class="muted">${jobClass === "eval"
       ? "queries: {id: text}; qrels: {query id: {document name: relevance}}. Scores nDCG@10, Recall@100 and MRR@10 per mode."
+      : jobClass === "tune"
+        ? "Tries every setting of the grid on the labelled set and makes the best the index's search defaults only if a paired t-test supports it (p < alpha)."
       : jobClass === "reindex"
         ? "Rebuilds into a shadow collection and swaps only if nDCG@10 (on params.eval or the index's last eval set) drops by no more than max_ndcg_drop."
         : "Runs over the whole project."}</p>
