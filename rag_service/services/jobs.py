@@ -154,10 +154,8 @@ class JobService:
 
     def list(self, principal: Principal, page: int, per_page: int, status: str | None = None) -> dict[str, Any]:
         with self.ctx.db.session() as s:
-            q = select(Job).where(Job.project_id == principal.project_id)
-            if status:
-                q = q.where(Job.status == status)
-            rows, total = fetch_page(s, q, (Job.created_at.desc(), Job.id), page, per_page)
+            mine = select(Job).where(Job.project_id == principal.project_id, *([Job.status == status] if status else []))
+            rows, total = fetch_page(s, mine, (Job.created_at.desc(), Job.id), page, per_page)
         return page_of([job_view(j) for j in rows], total, page, per_page)
 
     def cancel(self, principal: Principal, job_id: str) -> dict[str, Any]:
