@@ -6,17 +6,15 @@ not reachable here: `scripts/test.sh` installs chromium with apt-get when it is 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import psutil
 import pytest
+
+from tests.processes import free_port, stop, wait_ready
 
 CHROMIUM = os.environ.get("RAG_TEST_CHROMIUM", "/usr/bin/chromium")
 ADMIN_KEY = "rag_e2e_console_admin"
@@ -25,51 +23,11 @@ ARTIFACTS = Path(os.environ.get("RAG_TEST_ARTIFACTS") or Path(__file__).resolve(
 SLOW_MS = 90_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(base: str, server: subprocess.Popen, log: Path, timeout_s: float = 240) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"the server exited during start-up:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/v1/ready", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"the server never became ready:\n{log.read_text()[-3000:]}")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM (uvicorn's graceful stop closes the parser pool), then make sure: nothing that
-    the server started may outlive the suite."""
-    try:
-        descendants = psutil.Process(server.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-    _, alive = psutil.wait_procs(descendants, timeout=10)
-    for process in alive:
-        process.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> str:
     """The base URL of a live service whose admin key is ADMIN_KEY."""
     data = tmp_path_factory.mktemp("console-e2e")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAG_DATA_DIR": str(data / "data"), "RAG_HOST": "127.0.0.1", "RAG_PORT": str(port),
            "RAG_BOOTSTRAP_KEY": ADMIN_KEY, "RAG_DATABASE_URL": "", "RAG_QDRANT_URL": "",
            "RAG_EMBEDDING_BACKEND": "torch", "RAG_EMBEDDING_PRECISION": "fp32", "RAG_RATE_LIMIT_PER_MINUTE": "0",
@@ -80,10 +38,10 @@ def service(tmp_path_factory) -> str:
                                   stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(base, server, log_path)
+            wait_ready(base, server, log_path)
             yield base
         finally:
-            _stop(server)
+            stop(server)
 
 
 @pytest.fixture(scope="module")

@@ -3,41 +3,19 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import psutil
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(base: str, server: subprocess.Popen, timeout_s: float = 180) -> httpx.Response:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        assert server.poll() is None, "the server exited during start-up"
-        try:
-            assert httpx.get(f"{base}/v1/health", timeout=5).json() == {"status": "ok"}
-            r = httpx.get(f"{base}/v1/ready", timeout=5)
-            if r.status_code == 200:
-                return r
-            assert r.status_code == 503 and r.json()["code"] == "not_ready"
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("the server never became ready")
+from tests.processes import free_port, wait_ready
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_stopping_the_server_ends_every_process_it_started(tmp_path, sig):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_PORT": str(port), "RAG_BOOTSTRAP_KEY": "rag_shutdown",
            "RAG_DATABASE_URL": "", "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1"}
     log = open(tmp_path / "server.log", "wb")
@@ -45,7 +23,7 @@ def test_stopping_the_server_ends_every_process_it_started(tmp_path, sig):
                               stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        ready = _wait_ready(base, server)
+        ready = wait_ready(base, server)
         assert ready.json()["components"]["encoder"]["ok"] is True
         headers = {"X-API-Key": "rag_shutdown"}
         index = httpx.post(f"{base}/v1/indexes", json={"name": "kb"}, headers=headers, timeout=30).json()

@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from tests.api.test_webhooks import Receiver, wait_for
-from tests.integration.test_server_shutdown import _free_port, _wait_ready
+from tests.processes import free_port, stop, wait_ready
 
 KEY = "rag_webhook_crash"
 
@@ -44,12 +44,12 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_the_restart(tmp_
     if second_life == "worker" and database_url.startswith("sqlite"):
         pytest.skip("workers beside the API are the scale-out mode: PostgreSQL (the serve case covers SQLite)")
     receiver = Receiver(httpserver)
-    port = _free_port()
+    port = free_port()
     base, headers = f"http://127.0.0.1:{port}", {"X-API-Key": KEY}
     # First life: nothing is delivered (as if the process died right after the commit).
     server = _start(tmp_path, database_url, port, "off", "first.log")
     try:
-        _wait_ready(base, server)
+        wait_ready(base, server)
         hook = httpx.post(f"{base}/v1/webhooks", headers=headers, timeout=30,
                           json={"url": receiver.url, "events": ["document.version.ready"]}).json()
         index = httpx.post(f"{base}/v1/indexes", json={"name": "kb"}, headers=headers, timeout=30).json()
@@ -71,14 +71,13 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_the_restart(tmp_
         try:
             wait_for(receiver.delivered, timeout=120, what="the worker's delivery")
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+            stop(worker, timeout_s=60)
         body = Verifier(hook["secret"]).verify(receiver.requests[0]["body"], receiver.requests[0]["headers"])
         assert (body["data"]["document_id"], len(receiver.requests)) == (up.json()["id"], 1)
         return
     server = _start(tmp_path, database_url, port, "inprocess", "second.log")
     try:
-        _wait_ready(base, server)
+        wait_ready(base, server)
         wait_for(receiver.delivered, timeout=60, what="the delivery after the restart")
         request = receiver.requests[0]
         body = Verifier(hook["secret"]).verify(request["body"], request["headers"])
@@ -90,9 +89,4 @@ def test_an_event_committed_before_a_sigkill_is_delivered_after_the_restart(tmp_
         time.sleep(0.5)
         assert len(receiver.requests) == 1, json.dumps(receiver.requests)[:500]
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop(server)

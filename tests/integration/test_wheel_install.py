@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import venv
 import zipfile
 from pathlib import Path
@@ -26,6 +24,7 @@ import httpx
 import pytest
 
 from tests.files import sample_files
+from tests.processes import free_port, stop, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -70,30 +69,11 @@ def clean_venv(tmp_path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _service_env(tmp_path: Path) -> dict[str, str]:
     # nothing of the test run's own interpreter or settings leaks into the installed service
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "PYTHON", "VIRTUAL_ENV"))}
     return env | {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_BOOTSTRAP_KEY": KEY, "HF_HUB_OFFLINE": "1",
                   "DO_NOT_TRACK": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-
-
-def _wait_ready(server: subprocess.Popen, url: str, log: Path, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"the installed service exited {server.returncode}:\n{log.read_text()[-5000:]}"
-        try:
-            if httpx.get(f"{url}/v1/ready", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"the installed service was not ready in {timeout_s:.0f} s:\n{log.read_text()[-5000:]}")
 
 
 def test_the_wheel_carries_the_console_and_the_encoder_gate(wheel):
@@ -114,14 +94,14 @@ def test_pip_install_of_the_wheel_gives_a_service_that_parses_every_format(wheel
     _run(python, "-m", "pip", "install", "-q", "--no-compile", "torch==2.13.0", env=env)
     _run(python, "-m", "pip", "install", "-q", "--no-compile", "-c", ROOT / "constraints.txt", wheel, env=env)
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "service.log"
     with log.open("w") as out:
         server = subprocess.Popen([clean_venv / "bin" / "rag-service", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                   cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(server, url, log)
+        wait_ready(url, server, log, timeout_s=300)
         with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=120) as client:
             docs = client.get("/docs")
             assert docs.status_code == 200 and "https://" not in docs.text
@@ -140,9 +120,4 @@ def test_pip_install_of_the_wheel_gives_a_service_that_parses_every_format(wheel
             hits = client.post(f"/v1/indexes/{index}/search", json={"query": "Where does the quokka live?"}).json()
             assert {h["document_name"] for h in hits["results"]} >= set(FORMATS), hits
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop(server)

@@ -20,6 +20,7 @@ from rag_service.services.documents import DocumentService
 from rag_service.services.indexes import IndexService
 from rag_service.services.search import SearchService
 from rag_service.stores.vector import Filter, Match
+from tests.processes import stop
 
 
 def _worker(settings: Settings) -> subprocess.Popen:
@@ -73,11 +74,7 @@ def test_killed_worker_job_is_finished_by_another(settings_factory, embedders):
         while time.time() < deadline and _job(ctx, job["id"]).status not in ("succeeded", "failed"):
             time.sleep(0.2)
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(20)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        stop(second, timeout_s=20)
     done = _job(ctx, job["id"])
     assert done.status == "succeeded", done
     assert done.attempts == 2
