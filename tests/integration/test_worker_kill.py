@@ -16,7 +16,7 @@ from rag_service.models import DocumentVersion, Job
 from rag_service.search_params import SearchParams
 from rag_service.services.auth import AuthService
 from rag_service.services.common import Principal
-from rag_service.services.documents import DocumentService
+from rag_service.services.uploads import UploadService
 from rag_service.services.indexes import IndexService
 from rag_service.services.search import SearchService
 from rag_service.stores.vector import Filter, Match
@@ -41,7 +41,7 @@ def test_killed_worker_job_is_finished_by_another(settings_factory, embedders):
     _, key = AuthService(ctx.db).create_key("acme", "editor")
     principal = Principal(project_id=key.project_id, key_id=key.id, role="editor")
     index = IndexService(ctx).create(principal, {"name": "kb", "chunk_max_characters": 200})
-    docs = DocumentService(ctx)
+    docs = UploadService(ctx)
     docs.upload(principal, index["id"], b"Version one says the meeting is on Tuesday.", "plan.txt", None, {}, None)
     body = "\n\n".join(f"Section {n}. The relocated meeting happens on Thursday in room {n}, bring notes." for n in range(400))
     job, view = docs.upload_async(principal, index["id"], body.encode(), "plan.txt", None, {}, None)
