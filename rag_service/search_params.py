@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+)
 
 from rag_service.services.values import (  # stdlib only: light enough for the client
     INT64_MAX,
@@ -20,8 +27,6 @@ from rag_service.services.values import (  # stdlib only: light enough for the c
 # the most informative RAG_MAX_QUERY_TERMS terms (services/search.py lexical_terms).
 MAX_QUERY_CHARS = 32_000
 MAX_TOP_K = 100
-MODES = ("hybrid", "dense", "lexical")
-RESULT_TYPES = ("chunk", "document")
 
 # Integers are JSON integers (a boolean is not 1) that fit the stores' signed 64 bits; numbers
 # are finite. Strings and filter values are checked app-wide too (api/deps.py checked_inputs).
@@ -29,10 +34,16 @@ Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-def usable_weights(weights: list[float] | None) -> list[float] | None:
-    if weights is not None and (not all(0 <= w <= 100 for w in weights) or not any(weights)):
+def usable_weights(weights: list[float]) -> list[float]:
+    if not all(0 <= w <= 100 for w in weights) or not any(weights):
         raise ValueError("fusion_weights are two numbers 0-100, not both 0")
     return weights
+
+
+# The fusion settings as one rule for a request, an index's defaults and a tune job's grid.
+Mode = Literal["hybrid", "dense", "lexical"]
+RrfK = Annotated[StrictInt, Field(ge=1, le=1000)]
+FusionWeights = Annotated[list[Finite], Field(min_length=2, max_length=2), AfterValidator(usable_weights)]
 
 
 class SearchParams(BaseModel):
@@ -43,7 +54,7 @@ class SearchParams(BaseModel):
     query: str = Field(max_length=MAX_QUERY_CHARS)
     top_k: StrictInt = Field(10, ge=1, le=MAX_TOP_K)
     result_type: Literal["chunk", "document"] = "chunk"
-    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    mode: Mode = "hybrid"
     filters: dict[str, Any] | None = None
     min_score: Finite | None = None
     as_of_version: Int64 | None = Field(None, ge=1)
@@ -54,9 +65,8 @@ class SearchParams(BaseModel):
     rerank: bool = False
     explain: bool = True
     # Hybrid fusion for this request (defaults: RAG_RRF_K and RAG_FUSION_*_WEIGHT).
-    rrf_k: StrictInt | None = Field(None, ge=1, le=1000)
-    fusion_weights: list[Finite] | None = Field(None, min_length=2, max_length=2,
-                                                description="[dense, lexical] weights of the RRF fusion, each 0-100")
+    rrf_k: RrfK | None = None
+    fusion_weights: FusionWeights | None = Field(None, description="[dense, lexical] weights of the RRF fusion, each 0-100")
 
     @field_validator("query")
     @classmethod
@@ -65,22 +75,20 @@ class SearchParams(BaseModel):
             raise ValueError("query must not be empty")
         return query
 
-    _weights = field_validator("fusion_weights")(usable_weights)
-
 
 FIELDS = frozenset(SearchParams.model_fields)
-# What an index may set as its own search defaults (a `tune` job, or PATCH search_defaults): the
-# fields a request that leaves them out then takes from the index.
-DEFAULTABLE = ("mode", "rrf_k", "fusion_weights")
 
 
 class SearchDefaults(BaseModel):
-    """An index's own search defaults; each field null means the service's."""
+    """An index's own search defaults (a `tune` job's winner, or PATCH search_defaults); each
+    field null means the service's."""
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["hybrid", "dense", "lexical"] | None = None
-    rrf_k: StrictInt | None = Field(None, ge=1, le=1000)
-    fusion_weights: list[Finite] | None = Field(None, min_length=2, max_length=2)
+    mode: Mode | None = None
+    rrf_k: RrfK | None = None
+    fusion_weights: FusionWeights | None = None
 
-    _weights = field_validator("fusion_weights")(usable_weights)
+
+# The fields a request that leaves them out takes from the index's own defaults.
+DEFAULTABLE = tuple(SearchDefaults.model_fields)

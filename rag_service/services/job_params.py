@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 
 from pipelines.chunk import MAX_CHUNK_CHARACTERS, MIN_CHUNK_CHARACTERS
 from rag_service.errors import PermanentJobError, ValidationFailed
-from rag_service.search_params import usable_weights
+from rag_service.search_params import FusionWeights, Mode, RrfK
 
-Mode = Literal["hybrid", "dense", "lexical"]
 Seconds = Annotated[float, Field(ge=0, le=100 * 365 * 24 * 3600, allow_inf_nan=False)]
 
 
@@ -98,15 +97,9 @@ class TuneGrid(_Params):
     """The settings a tune job tries: every mode, and for hybrid every rrf_k x fusion_weights."""
 
     modes: list[Mode] = Field(["hybrid", "dense", "lexical"], min_length=1, max_length=3)
-    rrf_k: list[Annotated[StrictInt, Field(ge=1, le=1000)]] = Field([20, 60, 120], min_length=1, max_length=8)
-    fusion_weights: list[Annotated[list[Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]],
-                                   Field(min_length=2, max_length=2)]] = Field(
-        [[1.0, 1.0], [1.0, 1.5], [1.5, 1.0], [1.0, 2.0], [2.0, 1.0]], min_length=1, max_length=10)
-
-    @field_validator("fusion_weights")
-    @classmethod
-    def _usable(cls, pairs: list[list[float]]) -> list[list[float]]:
-        return [usable_weights(pair) for pair in pairs]
+    rrf_k: list[RrfK] = Field([20, 60, 120], min_length=1, max_length=8)
+    fusion_weights: list[FusionWeights] = Field([[1.0, 1.0], [1.0, 1.5], [1.5, 1.0], [1.0, 2.0], [2.0, 1.0]],
+                                                min_length=1, max_length=10)
 
 
 class TuneParams(EvalSet):
