@@ -21,7 +21,6 @@ from rag_service.services.preparation import (
     PreparedUpload,
     check_unzipped_size,
     prepare_upload,
-    sniff_upload,
 )
 from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import (
@@ -37,8 +36,9 @@ log = logging.getLogger(__name__)
 
 
 def prepare_isolated(ctx: ServiceContext, data: bytes, filename: str, max_characters: int, overlap: int) -> PreparedUpload:
-    """prepare_upload in the parser pool (time and memory bounded), after the cheap checks here."""
-    sniff_upload(data, filename)
+    """prepare_upload in the parser pool (time and memory bounded), after the zip-bomb check here.
+    Callers have sniffed the bytes already (format, emptiness, hash): an upload before its
+    unchanged check, an ingest job's bytes when they were queued."""
     check_unzipped_size(data, filename, ctx.settings.max_unzipped_mb)
     if ctx.parser is None:
         return prepare_upload(data, filename, max_characters, overlap)
