@@ -19,7 +19,7 @@ from rag_service.errors import (
     RetrievalUnavailable,
 )
 from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index
-from rag_service.search_params import SearchParams
+from rag_service.search_params import DEFAULTABLE, SearchParams
 from rag_service.services import search_defaults
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
@@ -61,9 +61,11 @@ class SearchService:
         """The query's terms for BM25, capped for long queries so their cost stays bounded."""
         terms = query_terms(query)
         cap = self.ctx.settings.max_query_terms
-        if len(terms) <= cap or self.ctx.term_stats is None:
-            return terms if len(terms) <= cap else Counter(dict(list(terms.items())[:cap]))
-        doc_freq, docs = self.ctx.term_stats.document_frequencies(index_ids)
+        if len(terms) <= cap:
+            return terms
+        # A hand-built context without term statistics: no document frequencies, so every term
+        # weighs its query frequency alone.
+        doc_freq, docs = self.ctx.term_stats.document_frequencies(index_ids) if self.ctx.term_stats else ({}, 0)
         return most_informative(terms, cap, doc_freq, docs)
 
     def validate(self, p: SearchParams) -> None:
@@ -76,13 +78,14 @@ class SearchService:
     def with_index_defaults(self, p: SearchParams, indexes: list[Index]) -> tuple[SearchParams, list[str]]:
         """A search of one index takes that index's defaults (mode, rrf_k, fusion_weights) where
         the request left them out (services/search_defaults.py); several indexes share the service's."""
-        if len(indexes) != 1:
-            return p, []
+        if len(indexes) != 1 or set(DEFAULTABLE) <= p.model_fields_set:
+            return p, []  # several indexes share the service's; a request that sets all needs no lookup
         return search_defaults.apply(p, search_defaults.stored_defaults(self.ctx.db, [indexes[0].id]).get(indexes[0].id))
 
-    def _weights(self, p: SearchParams) -> tuple[float, float]:
-        settings = self.ctx.settings
-        return tuple(p.fusion_weights or (settings.fusion_dense_weight, settings.fusion_lexical_weight))
+    def _fusion(self, p: SearchParams) -> tuple[int, tuple[float, float]]:
+        """The RRF constant and [dense, lexical] weights a search runs with: the request's, else the service's."""
+        service = search_defaults.service_defaults(self.ctx.settings)
+        return p.rrf_k or service["rrf_k"], tuple(p.fusion_weights or service["fusion_weights"])
 
     def _authorized_indexes(self, principal: Principal, p: SearchParams, boundary: Boundary,
                             path_index: str | None) -> tuple[list[Index], list[dict[str, Any]]]:
@@ -108,6 +111,7 @@ class SearchService:
         results, stale_dropped, models = self.retrieve(allowed, p, conditions)
         if stale_dropped and self.ctx.metrics:
             self.ctx.metrics.stale_dropped.inc(stale_dropped)
+        rrf_k, weights = self._fusion(p)
         evidence = {
             "mode": p.mode,
             "model": models[0] if len(models) == 1 else models,
@@ -119,8 +123,8 @@ class SearchService:
             "filters": p.filters or {},
             "reranked": bool(p.rerank),
             # What the fusion ran with, and which fields came from the index's own defaults.
-            "search_settings": {"mode": p.mode, "rrf_k": p.rrf_k or self.ctx.settings.rrf_k,
-                                "fusion_weights": list(self._weights(p)), "from_index_defaults": from_index},
+            "search_settings": {"mode": p.mode, "rrf_k": rrf_k, "fusion_weights": list(weights),
+                                "from_index_defaults": from_index},
             "data_boundary": boundary,
             "privacy_tiers_read": sorted({i.privacy_tier for i in allowed}),
             "indexes_searched": [i.id for i in allowed],
@@ -197,6 +201,7 @@ class SearchService:
 
     def _query_all(self, indexes, p, dense_by_model, sparse, base, limit) -> list[_Candidate]:
         settings = self.ctx.settings
+        rrf_k, weights = self._fusion(p)
         out: list[_Candidate] = []
         for index in indexes:
             req = SearchRequest(
@@ -206,8 +211,8 @@ class SearchService:
                 sparse=sparse,
                 filter=base,
                 prefetch_limit=max(limit * settings.prefetch_multiplier, 100),
-                rrf_k=p.rrf_k or settings.rrf_k,
-                weights=self._weights(p),
+                rrf_k=rrf_k,
+                weights=weights,
                 with_components=p.explain and p.mode == "hybrid",
             )
             try:
