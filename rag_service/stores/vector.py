@@ -149,16 +149,17 @@ class VectorStore(ABC):
         with self._field_lock:
             if (alias, key) in self._field_indexes:
                 return
+        failed: StoreError | None = None
         try:
-            self.create_field_index(alias, key, kind)
+            self.create_field_index(alias, key, kind)  # wrapped: raises StoreError only
         except StoreUnavailable:
-            raise
-        except Exception as exc:
-            with self._field_lock:
-                self._field_indexes.add((alias, key))
-            raise StoreError(f"payload index on {key} not created: {exc}") from exc
+            raise  # not remembered: tried again once the store answers
+        except StoreError as exc:
+            failed = exc
         with self._field_lock:
             self._field_indexes.add((alias, key))
+        if failed is not None:
+            raise StoreError(f"payload index on {key} not created: {failed}") from failed
 
     def forget_field_indexes(self, alias: str) -> None:
         """A dropped collection's indexes go with it."""
