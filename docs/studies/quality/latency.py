@@ -22,7 +22,7 @@ import qdrant_edge as qe  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
-from core import Collection, Config, _topn, lexical_scores, query_matrix, rm3_expand  # noqa: E402
+from core import Collection, Config, lexical_scores, query_matrix, rm3_expand  # noqa: E402
 
 DENSE, SPARSE = "dense", "bm25"
 

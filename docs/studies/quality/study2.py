@@ -18,7 +18,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 from core import Config  # noqa: E402
-from study import BASE, Study, diff  # noqa: E402
+from study import BASE, Study, ascend, diff  # noqa: E402
 
 OUT = str(Path(__file__).resolve().parent / "results2.json")
 
@@ -58,18 +58,7 @@ def main() -> None:
         "level": [dict(level="chunk", lex_unit="chunk"), dict(level="doc", lex_unit="chunk"),
                   dict(level="doc", lex_unit="doc")],
     }
-    trace = [{"dev": s.dev(best), **diff(best)}]
-    for _ in range(3):
-        improved = False
-        for name, options in knobs.items():
-            cand = [canonical(replace(best, **o)) for o in options]
-            top = max(cand, key=s.dev)
-            if s.dev(top) > s.dev(best) + 1e-4:
-                best, improved = top, True
-                trace.append({"knob": name, "dev": s.dev(best), **diff(best)})
-                print(f"  ascent {name}: dev {s.dev(best):.4f} {diff(best)}", flush=True)
-        if not improved:
-            break
+    best, trace = ascend(s, best, knobs, canonical)
     s.results["combination"] = {"trace": trace, "chosen": s.report(best)}
     print("combination", s.results["combination"]["chosen"], flush=True)
 
