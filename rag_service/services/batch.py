@@ -16,7 +16,7 @@ from rag_service.context import ServiceContext
 from rag_service.errors import ServiceError
 from rag_service.services.access import AccessService, Boundary
 from rag_service.services.common import Principal
-from rag_service.services.uploads import UploadService, clean_name
+from rag_service.services.uploads import UploadService, document_names
 
 
 @dataclass
@@ -67,7 +67,7 @@ class BatchUploadService:
     @staticmethod
     def _group_key(f: BatchFile) -> str:
         try:
-            return clean_name(f.name) if f.name else clean_name(f.filename or "upload")
+            return document_names(f.filename, f.name)[1]
         except ServiceError:
             return f"\0invalid:{id(f)}"  # reported by its own upload call
 

@@ -157,7 +157,7 @@ class IndexService:
                 f"cannot change {', '.join(sorted(unknown))}; changeable: {', '.join(sorted(MUTABLE_FIELDS))}",
                 fields=sorted(unknown),
             )
-        defaults = body.pop("search_defaults", None) if "search_defaults" in body else None
+        defaults = body.pop("search_defaults", None)
         self._validate(body)
         index_id = self.get_owned(principal, index_id).id
         with self.ctx.db.session() as s:

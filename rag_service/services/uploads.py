@@ -40,6 +40,12 @@ def clean_name(raw: str) -> str:
     return name
 
 
+def document_names(filename: str | None, name: str | None) -> tuple[str, str]:
+    """(file name, document name): both cleaned; the document is named after its file unless told."""
+    filename = clean_name(filename or "upload")
+    return filename, clean_name(name) if name else filename
+
+
 def version_conflict(current: int, expected: int | None) -> VersionConflict:
     return VersionConflict(
         f"the latest version is {current}, not {expected}", current_version=current, expected_version=expected
@@ -66,8 +72,7 @@ class UploadService:
         """Returns (document view, created). created=False means unchanged. `index_id` is an
         index id or name; the access gate runs before the file is parsed or anything is written."""
         index = self.access.authorize(principal, index_id, "write", boundary).index
-        filename = clean_name(filename or "upload")
-        name = clean_name(name) if name else filename
+        filename, name = document_names(filename, name)
         if if_version is not None and if_version < 0:
             raise ValidationFailed("if_version must be >= 0", field="if_version")
         # Identical bytes and metadata need no parse: the unchanged check reads only the hash.
@@ -91,8 +96,7 @@ class UploadService:
         The gate runs first: a refused upload stores no version and no bytes (the job's own check
         below then cannot refuse what the gate let through)."""
         index = self.access.authorize(principal, index_id, "write", boundary).index
-        filename = clean_name(filename or "upload")
-        name = clean_name(name) if name else filename
+        filename, name = document_names(filename, name)
         prepared = sniff_upload(data, filename)
         unchanged = self._unchanged(index.id, name, prepared.content_hash, metadata, if_version)
         if unchanged is not None:
