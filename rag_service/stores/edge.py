@@ -18,6 +18,8 @@ from pipelines.types import SparseVec
 from rag_service.stores.vector import (
     DENSE,
     SPARSE,
+    SPARSE_DOCUMENT,
+    ArmQuery,
     CollectionNotFound,
     FieldKind,
     Filter,
@@ -29,6 +31,7 @@ from rag_service.stores.vector import (
     SearchResult,
     StoreUnavailable,
     VectorPoint,
+    VectorName,
     VectorStore,
 )
 
@@ -59,6 +62,10 @@ def to_edge_filter(f: Filter | None) -> qe.Filter | None:
         must=[_condition(c) for c in f.must] or None,
         must_not=[_condition(c) for c in f.must_not] or None,
     )
+
+
+def _vector(v: list[float] | SparseVec) -> list[float] | qe.SparseVector:
+    return qe.SparseVector(v.indices, v.values) if isinstance(v, SparseVec) else list(map(float, v))
 
 
 def _hits(points: list[Any]) -> list[Hit]:
@@ -118,7 +125,8 @@ class EdgeVectorStore(VectorStore):
                 shutil.rmtree(path)  # leftovers of a create that crashed before the alias was written
             config = qe.EdgeConfig(
                 vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf),
+                                SPARSE_DOCUMENT: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             )
             shard = qe.EdgeShard.create(str(path), config)
             for key, kind in (("document_id", "keyword"), ("live", "integer"), ("version", "integer"), ("name", "keyword")):
@@ -145,20 +153,14 @@ class EdgeVectorStore(VectorStore):
     def upsert(self, alias: str, points: list[VectorPoint]) -> None:
         if not points:
             return
-        edge_points = [
-            qe.Point(
-                id=p.id,
-                vector={DENSE: list(map(float, p.dense)), SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values)},
-                payload=p.payload,
-            )
-            for p in points
-        ]
+        edge_points = [qe.Point(id=p.id, vector={name: _vector(v) for name, v in p.vectors().items()}, payload=p.payload)
+                       for p in points]
         self._shard(alias).update(qe.UpdateOperation.upsert_points(edge_points))
 
-    def update_sparse(self, alias: str, vectors: list[tuple[str, SparseVec]]) -> None:
+    def update_sparse(self, alias: str, vectors: list[tuple[str, SparseVec]], using: VectorName = SPARSE) -> None:
         if not vectors:
             return
-        ops = [qe.PointVectors(id=pid, vector={SPARSE: qe.SparseVector(v.indices, v.values)}) for pid, v in vectors]
+        ops = [qe.PointVectors(id=pid, vector={using: qe.SparseVector(v.indices, v.values)}) for pid, v in vectors]
         self._shard(alias).update(qe.UpdateOperation.update_vectors(ops))
 
     def set_payload(self, alias: str, filter: Filter, payload: dict[str, Any]) -> None:
@@ -212,6 +214,25 @@ class EdgeVectorStore(VectorStore):
             dense=_hits(results[1]),
             lexical=_hits(results[2]) if len(results) > 2 else [],
         )
+
+    def query_arms(self, alias: str, arms: list[ArmQuery]) -> list[list[Hit]]:
+        if not arms:
+            return []
+        batch = [qe.QueryRequest(limit=a.limit, query=qe.Query.Nearest(_vector(a.vector), using=a.using),
+                                 filter=to_edge_filter(a.filter), with_payload=list(a.payload))
+                 for a in arms]
+        return [_hits(r) for r in self._shard(alias).query_batch(qe.QueryBatchRequest(batch))]
+
+    def point_vectors(self, alias: str, ids: list[str], using: VectorName) -> dict[str, list[float] | SparseVec]:
+        if not ids:
+            return {}
+        out: dict[str, list[float] | SparseVec] = {}
+        for r in self._shard(alias).retrieve(list(ids), with_payload=False, with_vector=[using]):
+            vector = r.vector.get(using) if isinstance(r.vector, dict) else None
+            if vector is not None:
+                out[str(r.id)] = (SparseVec(list(vector.indices), list(vector.values)) if hasattr(vector, "indices")
+                                  else list(vector))
+        return out
 
     def optimize(self, alias: str) -> bool:
         return bool(self._shard(alias).optimize())

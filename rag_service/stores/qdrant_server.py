@@ -15,6 +15,8 @@ from pipelines.types import SparseVec
 from rag_service.stores.vector import (
     DENSE,
     SPARSE,
+    SPARSE_DOCUMENT,
+    ArmQuery,
     CollectionNotFound,
     FieldKind,
     Filter,
@@ -26,6 +28,7 @@ from rag_service.stores.vector import (
     SearchResult,
     StoreUnavailable,
     VectorPoint,
+    VectorName,
     VectorStore,
 )
 
@@ -60,6 +63,10 @@ def to_qdrant_filter(f: Filter | None) -> models.Filter | None:
 
 def _sparse(v: SparseVec) -> models.SparseVector:
     return models.SparseVector(indices=list(v.indices), values=list(v.values))
+
+
+def _vector(v: list[float] | SparseVec) -> list[float] | models.SparseVector:
+    return _sparse(v) if isinstance(v, SparseVec) else list(map(float, v))
 
 
 def _hits(points: list[models.ScoredPoint]) -> list[Hit]:
@@ -98,7 +105,8 @@ class QdrantServerVectorStore(VectorStore):
                 self.client.create_collection,
                 name,
                 vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF),
+                                       SPARSE_DOCUMENT: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
         for key, kind in (("document_id", "keyword"), ("live", "integer"), ("version", "integer"), ("name", "keyword")):
             self._call(self.client.create_payload_index, name, key, _SCHEMA[kind])
@@ -135,18 +143,14 @@ class QdrantServerVectorStore(VectorStore):
     def upsert(self, alias: str, points: list[VectorPoint]) -> None:
         if not points:
             return
-        structs = [
-            models.PointStruct(
-                id=p.id, vector={DENSE: list(map(float, p.dense)), SPARSE: _sparse(p.sparse)}, payload=p.payload
-            )
-            for p in points
-        ]
+        structs = [models.PointStruct(id=p.id, vector={name: _vector(v) for name, v in p.vectors().items()}, payload=p.payload)
+                   for p in points]
         self._call(self.client.upsert, self._target(alias), points=structs, wait=True)
 
-    def update_sparse(self, alias: str, vectors: list[tuple[str, SparseVec]]) -> None:
+    def update_sparse(self, alias: str, vectors: list[tuple[str, SparseVec]], using: VectorName = SPARSE) -> None:
         if not vectors:
             return
-        ops = [models.PointVectors(id=pid, vector={SPARSE: _sparse(v)}) for pid, v in vectors]
+        ops = [models.PointVectors(id=pid, vector={using: _sparse(v)}) for pid, v in vectors]
         self._call(self.client.update_vectors, self._target(alias), points=ops, wait=True)
 
     def set_payload(self, alias: str, filter: Filter, payload: dict[str, Any]) -> None:
@@ -199,6 +203,27 @@ class QdrantServerVectorStore(VectorStore):
             dense=_hits(results[1].points) if len(results) > 1 else [],
             lexical=_hits(results[2].points) if len(results) > 2 else [],
         )
+
+    def query_arms(self, alias: str, arms: list[ArmQuery]) -> list[list[Hit]]:
+        if not arms:
+            return []
+        batch = [models.QueryRequest(query=_vector(a.vector), using=a.using, limit=a.limit,
+                                     filter=to_qdrant_filter(a.filter), with_payload=list(a.payload))
+                 for a in arms]
+        return [_hits(r.points) for r in self._call(self.client.query_batch_points, self._target(alias), requests=batch)]
+
+    def point_vectors(self, alias: str, ids: list[str], using: VectorName) -> dict[str, list[float] | SparseVec]:
+        if not ids:
+            return {}
+        records = self._call(self.client.retrieve, self._target(alias), ids=list(ids), with_payload=False,
+                             with_vectors=[using])
+        out: dict[str, list[float] | SparseVec] = {}
+        for r in records:
+            vector = r.vector.get(using) if isinstance(r.vector, dict) else None
+            if vector is not None:
+                out[str(r.id)] = (SparseVec(list(vector.indices), list(vector.values))
+                                  if isinstance(vector, models.SparseVector) else list(vector))
+        return out
 
     def ping(self) -> None:
         self._call(self.client.get_collections)

@@ -19,6 +19,10 @@ from pipelines.types import SparseVec
 
 DENSE = "dense"
 SPARSE = "bm25"
+# One point per document version carries the whole document's BM25 weights under this name and
+# no other vector, so chunk queries (dense, bm25) never meet it; its payload has kind="document".
+SPARSE_DOCUMENT = "bm25_doc"
+VectorName = Literal["dense", "bm25", "bm25_doc"]
 
 Mode = Literal["dense", "lexical", "hybrid"]
 FieldKind = Literal["keyword", "integer", "float", "datetime"]
@@ -60,10 +64,21 @@ class Filter:
 
 @dataclass
 class VectorPoint:
+    """A chunk (dense + sparse) or a document point (document_sparse only)."""
+
     id: str
-    dense: list[float]
-    sparse: SparseVec
+    dense: list[float] | None
+    sparse: SparseVec | None
     payload: dict[str, Any]
+    document_sparse: SparseVec | None = None
+
+    def vectors(self) -> dict[str, list[float] | SparseVec]:
+        named = {DENSE: self.dense, SPARSE: self.sparse, SPARSE_DOCUMENT: self.document_sparse}
+        return {name: v for name, v in named.items() if v is not None}
+
+
+# Counting chunk points: everything but the document points (older chunk points have no `kind`).
+DOCUMENT_POINT = Match("kind", "document")
 
 
 @dataclass
@@ -85,6 +100,18 @@ class SearchRequest:
     weights: tuple[float, float] = (1.0, 1.0)  # dense, lexical
     # Also return each retriever's own ranking (for `explain`), in the same call.
     with_components: bool = False
+
+
+@dataclass
+class ArmQuery:
+    """One nearest-neighbour query on one named vector (a retrieval arm searched on its own, for
+    fusion and feedback in the service); payload: the keys to return."""
+
+    using: VectorName
+    vector: list[float] | SparseVec
+    limit: int
+    filter: Filter | None = None
+    payload: tuple[str, ...] = ("document_id", "version", "name")
 
 
 @dataclass
@@ -177,7 +204,7 @@ class VectorStore(ABC):
     @abstractmethod
     def upsert(self, alias: str, points: list[VectorPoint]) -> None: ...
     @abstractmethod
-    def update_sparse(self, alias: str, vectors: list[tuple[str, SparseVec]]) -> None: ...
+    def update_sparse(self, alias: str, vectors: list[tuple[str, SparseVec]], using: VectorName = SPARSE) -> None: ...
     @abstractmethod
     def set_payload(self, alias: str, filter: Filter, payload: dict[str, Any]) -> None: ...
     @abstractmethod
@@ -186,6 +213,12 @@ class VectorStore(ABC):
     def count(self, alias: str, filter: Filter | None = None) -> int: ...
     @abstractmethod
     def search(self, alias: str, request: SearchRequest) -> SearchResult: ...
+    @abstractmethod
+    def query_arms(self, alias: str, arms: list[ArmQuery]) -> list[list[Hit]]:
+        """Each arm's hits, best first, in one batch call."""
+    @abstractmethod
+    def point_vectors(self, alias: str, ids: list[str], using: VectorName) -> dict[str, list[float] | SparseVec]:
+        """The stored `using` vectors of these points (of those that exist and have one)."""
     @abstractmethod
     def ping(self) -> None: ...
     @abstractmethod

@@ -13,7 +13,13 @@ from qdrant_client import QdrantClient
 from pipelines.lexical import Bm25Params, document_vector, query_vector, tokenize
 from rag_service.stores.edge import EdgeVectorStore
 from rag_service.stores.qdrant_server import QdrantServerVectorStore
+from pipelines.types import SparseVec
 from rag_service.stores.vector import (
+    DENSE,
+    DOCUMENT_POINT,
+    SPARSE,
+    SPARSE_DOCUMENT,
+    ArmQuery,
     CollectionNotFound,
     Filter,
     Match,
@@ -539,3 +545,46 @@ def test_adapters_rank_lexical_identically_after_delete(tmp_path):
     finally:
         for s in stores:
             s.close()
+
+
+# -- document points and retrieval arms (document search) --------------------
+
+
+def _with_document_points(store) -> None:
+    """Beside the chunks, one whole-document BM25 point per document (no dense vector)."""
+    texts: dict[str, list[str]] = {}
+    for _, (document_id, _, text, _) in DOCS.items():
+        texts.setdefault(document_id, []).append(text)
+    store.upsert(ALIAS, [VectorPoint(id=pid(f"doc-{d}"), dense=None, sparse=None,
+                                     payload={"document_id": d, "version": 1, "live": 1, "kind": "document"},
+                                     document_sparse=document_vector(tokenize(" ".join(t)), PARAMS))
+                         for d, t in texts.items()])
+
+
+def test_document_points_answer_only_document_queries(loaded):
+    _with_document_points(loaded)
+    assert loaded.count(ALIAS) == len(DOCS) + 3
+    assert loaded.count(ALIAS, Filter(must_not=(DOCUMENT_POINT,))) == len(DOCS)
+    # Chunk queries never meet them: they have no dense and no chunk BM25 vector.
+    assert set(names(dense(loaded, [1.0, 1.0, 1.0, 1.0]))) == set(DOCS)
+    assert set(names(lexical(loaded, "solar wind power bread chess"))) <= set(DOCS)
+    arms = loaded.query_arms(ALIAS, [
+        ArmQuery(SPARSE_DOCUMENT, query_vector("solar wind"), 10),
+        ArmQuery(DENSE, [0.0, 0.0, 1.0, 0.0], 2, Filter(must=(Match("live", 1),))),
+        ArmQuery(SPARSE, query_vector("bread"), 10, payload=("document_id",)),
+    ])
+    assert sorted(h.payload["document_id"] for h in arms[0]) == ["d1", "d3"]  # d2 has neither word
+    assert len(arms[1]) == 2 and names(arms[1])[0] == "p3"
+    assert names(arms[2]) == ["p3"] and arms[2][0].payload == {"document_id": "d2"}
+    # Stored vectors come back by id: dense for chunks, the document weights for document points.
+    got = loaded.point_vectors(ALIAS, [pid("p1"), pid("doc-d1"), pid("missing")], DENSE)
+    assert list(got) == [pid("p1")] and got[pid("p1")] == pytest.approx([1.0, 0.0, 0.0, 0.0])
+    doc = loaded.point_vectors(ALIAS, [pid("doc-d1")], SPARSE_DOCUMENT)[pid("doc-d1")]
+    assert doc.indices and len(doc.indices) == len(doc.values)
+    loaded.update_sparse(ALIAS, [(pid("doc-d1"), SparseVec([7], [1.5]))], using=SPARSE_DOCUMENT)
+    assert loaded.point_vectors(ALIAS, [pid("doc-d1")], SPARSE_DOCUMENT)[pid("doc-d1")] == SparseVec([7], [1.5])
+    # Flags and deletes by document reach its document point as well.
+    loaded.set_payload(ALIAS, Filter(must=(Match("document_id", "d1"),)), {"live": 0})
+    assert loaded.count(ALIAS, Filter(must=(Match("document_id", "d1"), Match("live", 0)))) == 3
+    loaded.delete(ALIAS, Filter(must=(Match("document_id", "d1"),)))
+    assert loaded.count(ALIAS, Filter(must=(Match("document_id", "d1"),))) == 0
