@@ -72,6 +72,29 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+TITLE_MAX_CHARACTERS = 200
+
+
+def document_title(text: str) -> str:
+    """A document's title for its chunk vectors: its first parsed element (the text up to the
+    first blank line), cut at a word near TITLE_MAX_CHARACTERS. In BEIR-like collections it is
+    the title line; in a document without one it is the opening words, context all the same."""
+    first = text.strip().split("\n\n", 1)[0].strip()
+    if len(first) <= TITLE_MAX_CHARACTERS:
+        return first
+    cut = first[:TITLE_MAX_CHARACTERS]
+    return cut.rsplit(" ", 1)[0] if " " in cut else cut
+
+
+def embedding_text(title: str | None, chunk_text: str) -> str:
+    """What the model embeds for a chunk: the title, a blank line, the chunk, unless the chunk
+    begins with the title already (the first chunk). A chunk out of its document loses the title
+    that says what it is about; in front, it moved SciFact +0.017 nDCG@10 (FINDINGS.md)."""
+    if not title or chunk_text.startswith(title):
+        return chunk_text
+    return f"{title}\n\n{chunk_text}"
+
+
 @dataclass(frozen=True)
 class _Unit:
     text: str

@@ -62,6 +62,16 @@ class Index(SQLModel, table=True):
     bm25_b: float = 0.75
     # Mean chunk length (tokens) the stored lexical vectors were encoded with.
     bm25_avg_len: float = 0.0
+    # How the collection was built (fixed until a reindex; rows from before these columns: neither).
+    # title_vectors: each chunk is embedded with the document's title in front (pipelines/chunk.py
+    # embedding_text). document_bm25: one point per version carries the whole document's BM25
+    # weights (`bm25_doc`), the lexical arm of document-level search.
+    title_vectors: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    document_bm25: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    document_bm25_k1: float = Field(default=0.6, sa_column_kwargs={"server_default": "0.6"})
+    document_bm25_b: float = Field(default=0.2, sa_column_kwargs={"server_default": "0.2"})
+    # Mean document length (tokens) the document points were encoded with.
+    document_bm25_avg_len: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
     collection: str
     # What a rollback returns to: the settings and collection before the last reindex swap.
     previous: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

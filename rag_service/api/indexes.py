@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from rag_service.api.deps import Paging, editor, get_ctx, reader
 from rag_service.api.schemas.common import KEYED, errors_for, returns
@@ -26,6 +26,11 @@ class IndexCreate(BaseModel):
     chunk_overlap: int | None = None
     bm25_k1: float | None = None
     bm25_b: float | None = None
+    # How the collection is built (defaults: RAG_TITLE_VECTORS, RAG_DOCUMENT_BM25*); a reindex changes them.
+    title_vectors: StrictBool | None = None
+    document_bm25: StrictBool | None = None
+    document_bm25_k1: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
+    document_bm25_b: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
 
 class IndexPatch(BaseModel):

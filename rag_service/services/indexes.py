@@ -43,6 +43,11 @@ def index_view(index: Index, document_count: int, search: dict[str, Any] | None 
         "encoder": identity_of(index).as_dict(),
         "chunking": {"max_characters": index.chunk_max_characters, "overlap": index.chunk_overlap},
         "bm25": {"k1": index.bm25_k1, "b": index.bm25_b, "avg_len": index.bm25_avg_len},
+        # How the collection was built (changed by a reindex): titled chunk vectors, and whole-document
+        # BM25 points (the lexical arm of document search; without them it is chunk BM25).
+        "title_vectors": index.title_vectors,
+        "document_bm25": {"enabled": index.document_bm25, "k1": index.document_bm25_k1,
+                          "b": index.document_bm25_b, "avg_len": index.document_bm25_avg_len},
         "collection_alias": index.collection,
         "document_count": document_count,
         # What a search of this index alone uses where a request leaves mode / rrf_k /
@@ -121,6 +126,8 @@ class IndexService:
             chunk_overlap=overlap,
             bm25_k1=float(body.get("bm25_k1") or 1.2),
             bm25_b=float(body.get("bm25_b") if body.get("bm25_b") is not None else 0.75),
+            **{f: body[f] if body.get(f) is not None else getattr(settings, f)
+               for f in ("title_vectors", "document_bm25", "document_bm25_k1", "document_bm25_b")},
             collection=f"idx_{index_id}",
         )
         with self.ctx.db.session() as s:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, update
 from sqlmodel import select
 
+from pipelines.chunk import content_hash, document_title, embedding_text
 from pipelines.lexical import Bm25Params, document_vector, tokenize
 from rag_service.context import ServiceContext
 from rag_service.errors import RetrievalUnavailable
@@ -20,10 +21,12 @@ from rag_service.services.events import emit_version_outcome
 from rag_service.services.preparation import (
     PreparedUpload,
     check_unzipped_size,
+    document_point_id,
     prepare_upload,
 )
 from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import (
+    SPARSE_DOCUMENT,
     Filter,
     Match,
     Range,
@@ -90,7 +93,12 @@ class IngestionService:
         """Embed (reusing cached vectors) and upsert with this `live` flag; returns how many
         chunks the model embedded."""
         started = time.perf_counter()
-        vectors, computed = self.ctx.embedding.embed(identity_of(index), [c.text for c in chunks], [c.content_hash for c in chunks])
+        # Titled vectors: the embedded text (and so its cache key) has the title in front; the
+        # stored chunk text, its BM25 and its highlights do not.
+        title = document_title(version.text) if index.title_vectors else None
+        texts = [embedding_text(title, c.text) for c in chunks]
+        keys = [c.content_hash if t is c.text else content_hash(t) for c, t in zip(chunks, texts)]
+        vectors, computed = self.ctx.embedding.embed(identity_of(index), texts, keys)
         if self.ctx.metrics and computed:
             self.ctx.metrics.embed_batch.labels("document").observe(time.perf_counter() - started)
         params = self._bm25_params(index, [c.token_count for c in chunks])
@@ -98,23 +106,20 @@ class IngestionService:
         self._ensure_metadata_indexes(index, metadata)
         if tokens is None or len(tokens) != len(chunks):
             tokens = [tokenize(c.text) for c in chunks]
+        payload = {"index_id": index.id, "document_id": document.id, "version": version.version,
+                   "name": document.name, "live": live, "meta": metadata}
         points = [
-            VectorPoint(
-                id=c.id,
-                dense=vec.tolist(),
-                sparse=document_vector(chunk_tokens, params),
-                payload={
-                    "index_id": index.id,
-                    "document_id": document.id,
-                    "version": version.version,
-                    "ordinal": c.ordinal,
-                    "name": document.name,
-                    "live": live,
-                    "meta": metadata,
-                },
-            )
+            VectorPoint(id=c.id, dense=vec.tolist(), sparse=document_vector(chunk_tokens, params),
+                        payload={**payload, "ordinal": c.ordinal})
             for c, vec, chunk_tokens in zip(chunks, vectors, tokens)
         ]
+        if index.document_bm25:
+            # The document's terms are its chunks' terms (a section's heading counts once per chunk).
+            doc_tokens = [t for chunk_tokens in tokens for t in chunk_tokens]
+            points.append(VectorPoint(
+                id=document_point_id(index.collection, document.id, version.version), dense=None, sparse=None,
+                payload={**payload, "kind": "document", "length": len(doc_tokens)},  # length: RM3 reads term counts back
+                document_sparse=document_vector(doc_tokens, self._document_bm25_params(index, len(doc_tokens)))))
         for start in range(0, len(points), 256):
             self.ctx.vectors.upsert(index.collection, points[start : start + 256])
         if self.ctx.metrics:
@@ -143,6 +148,15 @@ class IngestionService:
                 s.commit()
                 index.bm25_avg_len = s.get(Index, index.id).bm25_avg_len
         return Bm25Params(k1=index.bm25_k1, b=index.bm25_b, avg_len=index.bm25_avg_len)
+
+    def _document_bm25_params(self, index: Index, length: int) -> Bm25Params:
+        if index.document_bm25_avg_len <= 0:  # the first document sets it; the drift check corrects it
+            with self.ctx.db.session() as s:
+                s.exec(update(Index).where(Index.id == index.id, Index.document_bm25_avg_len <= 0)
+                       .values(document_bm25_avg_len=max(float(length), 1.0)))
+                s.commit()
+                index.document_bm25_avg_len = s.get(Index, index.id).document_bm25_avg_len
+        return Bm25Params(k1=index.document_bm25_k1, b=index.document_bm25_b, avg_len=index.document_bm25_avg_len)
 
     def _drop_points(self, index: Index, document_id: str, version: int) -> None:
         """Best effort: a failed version's live points would crowd search's candidates (SQL
@@ -260,21 +274,74 @@ class IngestionService:
         self._bm25_checks[index_id] = [0.0, float(live or 0)]
         return float(mean) if mean is not None else None
 
+    def live_mean_document_tokens(self, index_id: str) -> float | None:
+        """The mean length of the index's current documents, in chunk tokens (what their document
+        points were encoded from)."""
+        with self.ctx.db.session() as s:
+            lengths = (
+                select(func.sum(Chunk.token_count).label("n"))
+                .join(Document, Document.id == Chunk.document_id)
+                .join(Index, Index.id == Chunk.index_id)
+                .where(Chunk.index_id == index_id, Chunk.collection == Index.collection,
+                       Chunk.version == Document.current_version, Document.deleted_at.is_(None))
+                .group_by(Chunk.version_id)
+                .subquery()
+            )
+            mean = s.exec(select(func.avg(lengths.c.n))).one()
+        mean = mean[0] if isinstance(mean, tuple) else mean
+        return float(mean) if mean is not None else None
+
+    def _drifted(self, mean: float | None, used: float) -> bool:
+        return mean is not None and mean > 0 and abs(mean - used) / max(used, 1e-9) > self.ctx.settings.bm25_avg_len_tolerance
+
     def refresh_bm25_average(self, index_id: str) -> bool:
-        """Re-encode the index's lexical vectors when its true mean chunk length drifted."""
+        """Re-encode the index's lexical vectors (chunk, and document points) when the true mean
+        length they were encoded with drifted."""
         mean = self.live_mean_tokens(index_id)
         with self.ctx.db.session() as s:
             index = s.get(Index, index_id)
-        if mean is None or index is None or mean <= 0:
+        if index is None:
             return False
-        drift = abs(mean - index.bm25_avg_len) / max(index.bm25_avg_len, 1e-9)
-        if drift <= self.ctx.settings.bm25_avg_len_tolerance:
-            return False
+        doc_mean = self.live_mean_document_tokens(index_id) if index.document_bm25 else None
+        changed = False
+        for column, true_mean, reencode in (("bm25_avg_len", mean, self.reencode_lexical),
+                                            ("document_bm25_avg_len", doc_mean, self.reencode_documents)):
+            if self._drifted(true_mean, getattr(index, column)):
+                with self.ctx.db.session() as s:
+                    s.exec(update(Index).where(Index.id == index_id).values({column: true_mean}))
+                    s.commit()
+                reencode(index_id)
+                changed = True
+        return changed
+
+    def reencode_documents(self, index_id: str) -> int:
+        """Re-encode every ready version's document point with the index's document BM25 settings."""
         with self.ctx.db.session() as s:
-            s.exec(update(Index).where(Index.id == index_id).values(bm25_avg_len=mean))
-            s.commit()
-        self.reencode_lexical(index_id)
-        return True
+            index = s.get(Index, index_id)
+        params = Bm25Params(k1=index.document_bm25_k1, b=index.document_bm25_b,
+                            avg_len=max(index.document_bm25_avg_len, 1.0))
+        done, last_id = 0, ""
+        while True:
+            with self.ctx.db.session() as s:
+                batch = s.exec(
+                    select(DocumentVersion.id, DocumentVersion.document_id, DocumentVersion.version)
+                    .join(Document, Document.id == DocumentVersion.document_id)
+                    .where(Document.index_id == index_id, DocumentVersion.status == "ready", DocumentVersion.id > last_id)
+                    .order_by(DocumentVersion.id).limit(200)
+                ).all()
+                texts: dict[str, list[str]] = {}
+                for vid, text in s.exec(select(Chunk.version_id, Chunk.text)
+                                        .where(Chunk.version_id.in_([b[0] for b in batch]), Chunk.collection == index.collection)
+                                        .order_by(Chunk.version_id, Chunk.ordinal)).all():
+                    texts.setdefault(vid, []).append(text)
+            if not batch:
+                return done
+            vectors = [(document_point_id(index.collection, doc_id, version),
+                        document_vector([t for text in texts[vid] for t in tokenize(text)], params))
+                       for vid, doc_id, version in batch if vid in texts]
+            self.ctx.vectors.update_sparse(index.collection, vectors, using=SPARSE_DOCUMENT)
+            done += len(vectors)
+            last_id = batch[-1][0]
 
     def reencode_lexical(self, index_id: str) -> int:
         with self.ctx.db.session() as s:

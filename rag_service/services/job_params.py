@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 
 from pipelines.chunk import MAX_CHUNK_CHARACTERS, MIN_CHUNK_CHARACTERS
 from rag_service.errors import PermanentJobError, ValidationFailed
-from rag_service.search_params import FusionWeights, Mode, RrfK
+from rag_service.search_params import Fusion, FusionWeights, LexicalUnit, Mode, RrfK
 
 Seconds = Annotated[float, Field(ge=0, le=100 * 365 * 24 * 3600, allow_inf_nan=False)]
 
@@ -65,6 +65,10 @@ class ReindexParams(_Params):
     modes: list[Mode] | None = Field(None, min_length=1, max_length=3)
     eval: EvalSet | None = None
     rollback: bool = False
+    # How the new collection is built (default: as new indexes are, RAG_TITLE_VECTORS and
+    # RAG_DOCUMENT_BM25): the way an index from before these features gets them.
+    title_vectors: bool | None = None
+    document_bm25: bool | None = None
 
 
 def parse_eval_set(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
@@ -94,12 +98,19 @@ def parse_eval_set(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, di
 
 
 class TuneGrid(_Params):
-    """The settings a tune job tries: every mode, and for hybrid every rrf_k x fusion_weights."""
+    """The settings a tune job tries (job_handlers/tune.py settings_grid): every mode x prf; for
+    lexical and hybrid every lexical_unit; for hybrid every fusion, with rrf_k x fusion_weights
+    for rrf and zscore_weights for zscore."""
 
     modes: list[Mode] = Field(["hybrid", "dense", "lexical"], min_length=1, max_length=3)
     rrf_k: list[RrfK] = Field([20, 60, 120], min_length=1, max_length=8)
     fusion_weights: list[FusionWeights] = Field([[1.0, 1.0], [1.0, 1.5], [1.5, 1.0], [1.0, 2.0], [2.0, 1.0]],
                                                 min_length=1, max_length=10)
+    fusion: list[Fusion] = Field(["zscore", "rrf"], min_length=1, max_length=2)
+    zscore_weights: list[FusionWeights] = Field([[0.6, 0.4], [0.5, 0.5], [0.7, 0.3]], min_length=1, max_length=10)
+    prf: list[StrictBool] = Field([True, False], min_length=1, max_length=2)
+    # "document" is tried only on an index with document points (else it is chunk BM25 anyway).
+    lexical_unit: list[LexicalUnit] = Field(["document", "chunk"], min_length=1, max_length=2)
 
 
 class TuneParams(EvalSet):

@@ -30,6 +30,11 @@ def point_id(collection: str, document_id: str, version: int, ordinal: int) -> s
     return str(uuid.uuid5(POINT_NAMESPACE, f"{collection}/{document_id}/{version}/{ordinal}"))
 
 
+def document_point_id(collection: str, document_id: str, version: int) -> str:
+    """The id of a version's whole-document BM25 point (stores/vector.py SPARSE_DOCUMENT)."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{collection}/{document_id}/{version}/document"))
+
+
 @dataclass
 class PreparedUpload:
     filename: str

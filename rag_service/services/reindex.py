@@ -49,7 +49,8 @@ from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import Filter, Match, SearchRequest
 
 SETTINGS_FIELDS = ("collection", "embedding_model", "embedding_backend", "embedding_precision", "embedding_dim",
-                   "chunk_max_characters", "chunk_overlap", "bm25_avg_len")
+                   "chunk_max_characters", "chunk_overlap", "bm25_avg_len", "title_vectors", "document_bm25",
+                   "document_bm25_avg_len")
 
 
 def timed_ranking(search, index: Index, text: str, mode: str, top_k: int,
@@ -167,6 +168,10 @@ def fill_collection(ctx, target: Index, index_id: str, progress=None) -> int:
     if target.bm25_avg_len <= 0:
         lengths = [c.token_count for d, v, cs in built if v.version == d.current_version for c in cs] or [1]
         target.bm25_avg_len = max(sum(lengths) / len(lengths), 1.0)
+    if target.document_bm25 and target.document_bm25_avg_len <= 0:
+        # Set here, on the shadow: the write path would store a first value on the live index's row.
+        lengths = [sum(c.token_count for c in cs) for d, v, cs in built if v.version == d.current_version] or [1]
+        target.document_bm25_avg_len = max(sum(lengths) / len(lengths), 1.0)
     for n, (doc, version, chunks) in enumerate(built):
         ingestion.write_points(target, doc, version, chunks)
         if progress:
@@ -202,6 +207,8 @@ def check_stale(ctx, target: Index, index_id: str, queries: dict[str, str]) -> d
             .join(Chunk, (Chunk.version_id == DocumentVersion.id) & (Chunk.collection == target.collection))
             .where(Document.index_id == index_id, Document.deleted_at.is_(None)).group_by(Document.id)).all())
         serving = {d.id for d in docs.values() if d.deleted_at is None and d.current_version}
+    # A version's points: its chunks, and its document point where the collection has them.
+    expected = {d: n + int(target.document_bm25) for d, n in expected.items()}
     missing = sorted(serving - set(expected))  # a current version with no chunks in the new collection
     live = Filter(must=(Match("live", 1),))
     wrong_live = []
@@ -308,9 +315,12 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
         raise
     except Exception as exc:
         raise PermanentJobError(f"embedding model {model!r} could not be loaded: {exc}") from None
-    if (encoder, max_chars, overlap) == (identity_of(index), index.chunk_max_characters, index.chunk_overlap):
+    built_with = {f: ctx.settings.model_dump()[f] if params.get(f) is None else bool(params[f])
+                  for f in ("title_vectors", "document_bm25")}
+    if (encoder, max_chars, overlap, built_with) == (identity_of(index), index.chunk_max_characters, index.chunk_overlap,
+                                                    {f: getattr(index, f) for f in built_with}):
         raise PermanentJobError("nothing to change: give embedding_model, embedding_backend, embedding_precision, "
-                                "chunk_max_characters or chunk_overlap")
+                                "chunk_max_characters, chunk_overlap, title_vectors or document_bm25")
     queries, qrels = _eval_set(ctx, job)
 
     collection = params.get("_shadow") or f"idx_{index.id}_{new_id()[:8]}"
@@ -320,8 +330,8 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
             s.commit()
     new_values = {"collection": collection, "embedding_model": model, "embedding_backend": encoder.backend,
                   "embedding_precision": encoder.precision, "embedding_dim": dim,
-                  "chunk_max_characters": max_chars, "chunk_overlap": overlap}
-    shadow = Index(**{**index.model_dump(), **new_values, "bm25_avg_len": 0.0})
+                  "chunk_max_characters": max_chars, "chunk_overlap": overlap, **built_with}
+    shadow = Index(**{**index.model_dump(), **new_values, "bm25_avg_len": 0.0, "document_bm25_avg_len": 0.0})
     build_started = utcnow()
     with ctx.db.session() as s:
         known = set(s.exec(select(Document.id).where(Document.index_id == index.id)).all())
@@ -356,7 +366,7 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
                    "stale": "the new collection does not serve exactly SQL's current versions: "
                             + json.dumps({k: v for k, v in gates["stale"].items() if k != "passed"})}
         return result | {"swapped": False, "failed_gates": failed, "reason": "; ".join(reasons[f] for f in failed)}
-    new_values["bm25_avg_len"] = shadow.bm25_avg_len
+    new_values.update(bm25_avg_len=shadow.bm25_avg_len, document_bm25_avg_len=shadow.document_bm25_avg_len)
     if not _swap(ctx, index, new_values, job_id=job.id):
         raise RuntimeError("the index changed during the reindex; retry")
     # Writes that landed on the old collection between the check and the swap: add them now.

@@ -141,7 +141,7 @@ def test_soft_delete_restore_and_hard_delete(api):
 
 
 def test_hard_delete_leaves_zero_points(app_factory):
-    from rag_service.stores.vector import Filter, Match
+    from rag_service.stores.vector import DOCUMENT_POINT, Filter, Match
     from tests.conftest import Api, new_key
 
     client, ctx = app_factory()
@@ -155,7 +155,7 @@ def test_hard_delete_leaves_zero_points(app_factory):
     assert ctx.vectors.count(alias, by_doc) > 2
     api.delete(f"/v1/indexes/{index['id']}/documents/{doc['id']}", params={"hard": True})
     assert ctx.vectors.count(alias, by_doc) == 0
-    assert ctx.vectors.count(alias, Filter(must=(Match("document_id", keep["id"]),))) == 1
+    assert ctx.vectors.count(alias, Filter(must=(Match("document_id", keep["id"]),), must_not=(DOCUMENT_POINT,))) == 1
 
 
 def test_decompression_bomb_docx_is_refused(app_factory):

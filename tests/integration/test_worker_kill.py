@@ -19,7 +19,7 @@ from rag_service.services.common import Principal
 from rag_service.services.uploads import UploadService
 from rag_service.services.indexes import IndexService
 from rag_service.services.search import SearchService
-from rag_service.stores.vector import Filter, Match
+from rag_service.stores.vector import DOCUMENT_POINT, Filter, Match
 from tests.processes import stop
 
 
@@ -85,7 +85,7 @@ def test_killed_worker_job_is_finished_by_another(settings_factory, embedders):
             v2 = s.exec(select(DocumentVersion).where(DocumentVersion.document_id == view["id"], DocumentVersion.version == 2)).one()
         assert v2.status == "ready" and v2.chunk_count >= 100
         alias = index["collection_alias"]
-        by_v2 = Filter(must=(Match("document_id", view["id"]), Match("version", 2)))
+        by_v2 = Filter(must=(Match("document_id", view["id"]), Match("version", 2)), must_not=(DOCUMENT_POINT,))
         assert ctx2.vectors.count(alias, by_v2) == v2.chunk_count  # deterministic ids: no duplicates
         for mode in ("dense", "lexical", "hybrid"):
             out = SearchService(ctx2).search(principal, SearchParams(query="meeting Tuesday Thursday", mode=mode, top_k=20))

@@ -71,10 +71,11 @@ def reconcile_document(ctx, ingestion, index, doc, versions, stuck_after, report
             if not chunks:
                 continue  # a pending async upload not parsed yet: its ingest job owns it
             points = ctx.vectors.count(alias, where)
-            if points != len(chunks) or v.status != "ready":
+            expected = len(chunks) + int(index.document_bm25)  # and the version's document point
+            if points != expected or v.status != "ready":
                 report["found"].append({"document_id": doc.id, "version": v.version, "status": v.status,
                                         "points": points, "chunks": len(chunks)})
-                if points > len(chunks):
+                if points > expected:
                     ctx.vectors.delete(alias, where)  # leftovers of another chunking: rebuild exactly
                 ingestion.write_points(index, doc, v, chunks)
                 if v.status != "ready":
@@ -83,7 +84,7 @@ def reconcile_document(ctx, ingestion, index, doc, versions, stuck_after, report
     current = doc.current_version
     live_expected = 0
     if current and doc.deleted_at is None:
-        live_expected = next((v.chunk_count for v in versions if v.version == current), 0)
+        live_expected = next((v.chunk_count + int(index.document_bm25) for v in versions if v.version == current), 0)
     live_now = ctx.vectors.count(alias, Filter(must=(Match("document_id", doc.id), Match("live", 1))))
     live_current = ctx.vectors.count(alias, Filter(must=(Match("document_id", doc.id), Match("live", 1),
                                                          Match("version", current or -1))))
