@@ -4,6 +4,8 @@ results.png (nDCG@10 bar chart)."""
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,12 @@ def write_markdown(out: Path, results: dict[str, Any]) -> Path:
                   + ", ".join(f"{m} {n}" for m, n in removed.items()) + ".", ""]
     if results.get("subset"):
         lines += ["**Subset run: these numbers are not comparable with the published full-collection ones.**", ""]
+    lat = results.get("latency_top10")
+    if lat:
+        lines += [f"Latency at top_k {lat['top_k']} ({lat['queries']} queries, each asked both ways back to back): "
+                  f"`default` p50 {lat['default']['latency_ms_p50']} ms / p95 {lat['default']['latency_ms_p95']} ms, "
+                  f"`previous` ({json.dumps(lat['previous_request'])}) p50 {lat['previous']['latency_ms_p50']} ms / "
+                  f"p95 {lat['previous']['latency_ms_p95']} ms: **×{lat['ratio_p50']} at p50, ×{lat['ratio_p95']} at p95**.", ""]
     lines += [
         "| system | nDCG@10 | Recall@100 | MRR@10 | p50 ms | published counterpart |",
         "|---|---|---|---|---|---|",

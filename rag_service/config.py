@@ -63,6 +63,27 @@ class Settings(BaseSettings):
     fusion_dense_weight: float = 1.0
     fusion_lexical_weight: float = 1.0
     prefetch_multiplier: int = 4
+    # Document search (result_type=document), chosen on NFCorpus dev (docs/studies/quality/FINDINGS.md):
+    # z-score fusion per document of the best chunk's cosine and the document's BM25, weighted
+    # dense:lexical; pseudo-relevance feedback (RM3 on the lexical arm, Rocchio on the dense arm).
+    # A request (fusion, fusion_weights, prf, lexical_unit) or the index's defaults override them.
+    fusion: Literal["rrf", "zscore"] = "zscore"
+    zscore_dense_weight: float = 0.6
+    zscore_lexical_weight: float = 0.4
+    prf: bool = True
+    rm3_docs: int = Field(10, ge=1, le=100)
+    rm3_terms: int = Field(60, ge=1, le=1000)
+    rm3_original_weight: float = Field(0.5, ge=0.0, le=1.0)
+    rocchio_chunks: int = Field(3, ge=1, le=50)
+    rocchio_beta: float = Field(1.0, ge=0.0, le=10.0)
+    # Each arm of a document search ranks this many candidates (chunks or documents).
+    document_pool: int = Field(2000, ge=10, le=20000)
+    # How new indexes are built (an index keeps its own until a reindex): the title in front of
+    # every chunk's embedded text, and a whole-document BM25 point per version.
+    title_vectors: bool = True
+    document_bm25: bool = True
+    document_bm25_k1: float = Field(0.6, ge=0.0, le=10.0)
+    document_bm25_b: float = Field(0.2, ge=0.0, le=1.0)
     # The lexical side of a longer query keeps this many distinct terms, the most informative
     # (query frequency x IDF estimated from a sample of the index), so its cost stays bounded.
     max_query_terms: int = Field(128, ge=1, le=4096)

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     field_validator,
 )
@@ -44,6 +45,10 @@ def usable_weights(weights: list[float]) -> list[float]:
 Mode = Literal["hybrid", "dense", "lexical"]
 RrfK = Annotated[StrictInt, Field(ge=1, le=1000)]
 FusionWeights = Annotated[list[Finite], Field(min_length=2, max_length=2), AfterValidator(usable_weights)]
+# Document search (result_type=document): how the two arms combine, whether a feedback round
+# runs, and what the lexical arm ranks (docs/api.md, "Document search").
+Fusion = Literal["rrf", "zscore"]
+LexicalUnit = Literal["document", "chunk"]
 
 
 class SearchParams(BaseModel):
@@ -66,7 +71,11 @@ class SearchParams(BaseModel):
     explain: bool = True
     # Hybrid fusion for this request (defaults: RAG_RRF_K and RAG_FUSION_*_WEIGHT).
     rrf_k: RrfK | None = None
-    fusion_weights: FusionWeights | None = Field(None, description="[dense, lexical] weights of the RRF fusion, each 0-100")
+    fusion_weights: FusionWeights | None = Field(None, description="[dense, lexical] weights of the fusion, each 0-100")
+    # Document search only (result_type=document); chunk results fuse with RRF in the store.
+    fusion: Fusion | None = Field(None, description="document search: rrf (ranks) or zscore (normalised scores)")
+    prf: StrictBool | None = Field(None, description="document search: pseudo-relevance feedback (RM3 lexical, Rocchio dense)")
+    lexical_unit: LexicalUnit | None = Field(None, description="document search: BM25 over whole documents or over chunks")
 
     @field_validator("query")
     @classmethod
@@ -88,6 +97,9 @@ class SearchDefaults(BaseModel):
     mode: Mode | None = None
     rrf_k: RrfK | None = None
     fusion_weights: FusionWeights | None = None
+    fusion: Fusion | None = None
+    prf: StrictBool | None = None
+    lexical_unit: LexicalUnit | None = None
 
 
 # The fields a request that leaves them out takes from the index's own defaults.

@@ -25,6 +25,10 @@ export function searchBody(form, indexIds) {
     const value = numberOrUndefined(form[name]);
     if (value !== undefined) body[name] = value;
   }
+  // Document search knobs: sent only when chosen, so the index's or the service's defaults apply.
+  if (form.fusion) body.fusion = form.fusion;
+  if (form.prf) body.prf = form.prf === "on";
+  if (form.lexical_unit) body.lexical_unit = form.lexical_unit;
   if (form.include_history) body.include_history = true;
   if (form.data_boundary) body.data_boundary = form.data_boundary;
   if (form.account_id.trim()) body.account_id = form.account_id.trim();
@@ -75,7 +79,8 @@ function Hit({ hit, rank, documentResult }) {
 export function SearchView({ indexes, meta }) {
   const [form, setForm] = useState({ query: "", mode: "hybrid", result_type: "chunk", top_k: 10, filters: "",
                                      dense_weight: "", lexical_weight: "", rrf_k: "", as_of_version: "",
-                                     include_history: false, data_boundary: "", account_id: "" });
+                                     include_history: false, data_boundary: "", account_id: "",
+                                     fusion: "", prf: "", lexical_unit: "" });
   const [chosen, setChosen] = useState([]);
   const [answer, setAnswer] = useState(null);
   const [error, setError] = useState(null);
@@ -136,6 +141,12 @@ export function SearchView({ indexes, meta }) {
         value=${form.lexical_weight} onInput=${field("lexical_weight")} /></label>
       <label>rrf_k <input name="rrf_k" type="number" min="1" max="1000" placeholder="60" value=${form.rrf_k}
         onInput=${field("rrf_k")} /></label>
+      <label>Fusion (documents) <select name="fusion" value=${form.fusion} onChange=${field("fusion")}>
+        <option value="">default</option><option value="zscore">z-score</option><option value="rrf">RRF</option></select></label>
+      <label>Feedback (documents) <select name="prf" value=${form.prf} onChange=${field("prf")}>
+        <option value="">default</option><option value="on">on (RM3 + Rocchio)</option><option value="off">off</option></select></label>
+      <label>Lexical unit (documents) <select name="lexical_unit" value=${form.lexical_unit} onChange=${field("lexical_unit")}>
+        <option value="">default</option><option value="document">whole document</option><option value="chunk">chunk</option></select></label>
       <label>as_of_version <input name="as_of_version" type="number" min="1" placeholder="current" value=${form.as_of_version}
         onInput=${field("as_of_version")} /></label>
       <label class="check"><input type="checkbox" name="include_history" checked=${form.include_history}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import select
@@ -18,6 +17,8 @@ from rag_service.errors import (
     RerankNotConfigured,
     RetrievalUnavailable,
 )
+from rag_service.services.candidates import Candidate, store_call
+from rag_service.services.document_search import DocumentSearch, Plan
 from rag_service.models import Chunk, Document, DocumentVersion, Evidence, Index
 from rag_service.search_params import DEFAULTABLE, SearchParams
 from rag_service.services import search_defaults
@@ -28,21 +29,10 @@ from rag_service.services.highlight import highlight
 from rag_service.services.values import readable_metadata
 from rag_service.stores.embedder import identity_of
 from rag_service.stores.vector import (
-    CollectionNotFound,
     Filter,
-    Hit,
     Match,
     SearchRequest,
-    StoreError,
-    StoreUnavailable,
 )
-
-
-@dataclass
-class _Candidate:
-    hit: Hit
-    index: Index
-    explain: dict[str, Any] = field(default_factory=dict)
 
 
 def _encoders_of(indexes: list[Index]) -> dict[str, str] | list[dict[str, str]] | None:
@@ -56,6 +46,8 @@ class SearchService:
         self.ctx = ctx
         self.access = AccessService(ctx)
         self.reranker = ctx.reranker
+        # Per index, what the last document search's feedback round used (for its evidence).
+        self.last_feedback: dict[str, Any] = {}
 
     def lexical_terms(self, query: str, index_ids: list[str]) -> Counter[str]:
         """The query's terms for BM25, capped for long queries so their cost stays bounded."""
@@ -82,10 +74,16 @@ class SearchService:
             return p, []  # several indexes share the service's; a request that sets all needs no lookup
         return search_defaults.apply(p, search_defaults.stored_defaults(self.ctx.db, [indexes[0].id]).get(indexes[0].id))
 
-    def _fusion(self, p: SearchParams) -> tuple[int, tuple[float, float]]:
-        """The RRF constant and [dense, lexical] weights a search runs with: the request's, else the service's."""
-        service = search_defaults.service_defaults(self.ctx.settings)
-        return p.rrf_k or service["rrf_k"], tuple(p.fusion_weights or service["fusion_weights"])
+    def plan(self, p: SearchParams) -> Plan:
+        """What the search runs with: the request's fields (index defaults filled in), else the
+        service's. Chunk results fuse in the store (RRF, chunk BM25, no feedback) whatever is asked."""
+        service = search_defaults.service_defaults(self.ctx.settings, p.fusion if p.result_type == "document" else "rrf")
+        if p.result_type != "document":
+            return Plan(p.mode, "rrf", tuple(p.fusion_weights or service["fusion_weights"]), p.rrf_k or service["rrf_k"],
+                        False, "chunk")
+        return Plan(p.mode, service["fusion"], tuple(p.fusion_weights or service["fusion_weights"]),
+                    p.rrf_k or service["rrf_k"], service["prf"] if p.prf is None else p.prf,
+                    p.lexical_unit or service["lexical_unit"])
 
     def _authorized_indexes(self, principal: Principal, p: SearchParams, boundary: Boundary,
                             path_index: str | None) -> tuple[list[Index], list[dict[str, Any]]]:
@@ -111,7 +109,7 @@ class SearchService:
         results, stale_dropped, models = self.retrieve(allowed, p, conditions)
         if stale_dropped and self.ctx.metrics:
             self.ctx.metrics.stale_dropped.inc(stale_dropped)
-        rrf_k, weights = self._fusion(p)
+        plan = self.plan(p)
         evidence = {
             "mode": p.mode,
             "model": models[0] if len(models) == 1 else models,
@@ -123,8 +121,8 @@ class SearchService:
             "filters": p.filters or {},
             "reranked": bool(p.rerank),
             # What the fusion ran with, and which fields came from the index's own defaults.
-            "search_settings": {"mode": p.mode, "rrf_k": rrf_k, "fusion_weights": list(weights),
-                                "from_index_defaults": from_index},
+            "search_settings": {**plan.as_dict(), "from_index_defaults": from_index,
+                                **({"feedback": self.last_feedback} if self.last_feedback else {})},
             "data_boundary": boundary,
             "privacy_tiers_read": sorted({i.privacy_tier for i in allowed}),
             "indexes_searched": [i.id for i in allowed],
@@ -173,6 +171,12 @@ class SearchService:
             base = base.and_(Match("version", p.as_of_version))
         elif not p.include_history:
             base = base.and_(Match("live", 1))
+        plan = self.plan(p)
+        self.last_feedback = {}
+        if plan.needs_pipeline:
+            rows, stale_total, self.last_feedback = DocumentSearch(self, sparse).retrieve(
+                indexes, p, plan, dense_by_model, base)
+            return self._shape(rows, p), stale_total, models
         need = p.top_k * (5 if p.result_type == "document" else 1)
         if p.rerank:
             need = max(need, 50)
@@ -180,12 +184,15 @@ class SearchService:
         stale_total = 0
         for _ in range(4):
             candidates = self._query_all(indexes, p, dense_by_model, sparse, base, limit)
-            confirmed, stale = self._confirm(candidates, p)
+            confirmed, stale = self.confirm(candidates, p)
             stale_total = stale
             if stale == 0 or len(candidates) < limit or len(confirmed) >= need:
                 break
             limit *= 3  # stale hits took room: ask for more so filters still fill top_k
-        rows = self._hydrate(confirmed)
+        return self._shape(self.hydrate(confirmed), p), stale_total, models
+
+    def _shape(self, rows: list[dict[str, Any]], p: SearchParams) -> list[dict[str, Any]]:
+        """Chunk rows best first: reranked and filtered where asked, then the top_k chunks or documents."""
         if p.rerank and rows:
             rows = self._rerank(p.query, rows)
         if p.min_score is not None:
@@ -193,16 +200,17 @@ class SearchService:
         if p.result_type == "document":
             docs = _group_documents(rows)[: p.top_k]
             self.finish([d["best_chunk"] for d in docs], p.query)
-            return docs, stale_total, models
+            return docs
         # Highlights only for what is returned: stemming every candidate's words was most of a search.
         rows = rows[: p.top_k]
         self.finish(rows, p.query)
-        return rows, stale_total, models
+        return rows
 
-    def _query_all(self, indexes, p, dense_by_model, sparse, base, limit) -> list[_Candidate]:
+    def _query_all(self, indexes, p, dense_by_model, sparse, base, limit) -> list[Candidate]:
         settings = self.ctx.settings
-        rrf_k, weights = self._fusion(p)
-        out: list[_Candidate] = []
+        plan = self.plan(p)
+        rrf_k, weights = plan.rrf_k, plan.weights
+        out: list[Candidate] = []
         for index in indexes:
             req = SearchRequest(
                 mode=p.mode,
@@ -215,17 +223,10 @@ class SearchService:
                 weights=weights,
                 with_components=p.explain and p.mode == "hybrid",
             )
-            try:
-                started = time.perf_counter()
-                res = self.ctx.vectors.search(index.collection, req)
-                if self.ctx.metrics:
-                    self.ctx.metrics.vector_query.labels(p.mode).observe(time.perf_counter() - started)
-            except StoreUnavailable as exc:
-                raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
-            except CollectionNotFound as exc:
-                raise RetrievalUnavailable(f"collection of index {index.id} is missing", component="vector_store") from exc
-            except StoreError as exc:  # a refused query is the store's failure, never an empty result
-                raise RetrievalUnavailable(f"vector store failed: {exc}", component="vector_store") from exc
+            started = time.perf_counter()
+            res = store_call(index, lambda: self.ctx.vectors.search(index.collection, req))
+            if self.ctx.metrics:
+                self.ctx.metrics.vector_query.labels(p.mode).observe(time.perf_counter() - started)
             dense_rank = {h.id: (r, h.score) for r, h in enumerate(res.dense, 1)}
             lex_rank = {h.id: (r, h.score) for r, h in enumerate(res.lexical, 1)}
             for rank, hit in enumerate(res.hits, 1):
@@ -241,12 +242,12 @@ class SearchService:
                         explain.update(dense_rank=dense_rank[hit.id][0], dense_score=dense_rank[hit.id][1])
                     if hit.id in lex_rank:
                         explain.update(lexical_rank=lex_rank[hit.id][0], lexical_score=lex_rank[hit.id][1])
-                out.append(_Candidate(hit=hit, index=index, explain=explain))
+                out.append(Candidate(hit=hit, index=index, explain=explain))
         # Ties (mirrored ranks in RRF) are broken by chunk id so identical requests answer identically.
         out.sort(key=lambda c: (-c.hit.score, c.hit.id))
         return out
 
-    def _confirm(self, candidates: list[_Candidate], p: SearchParams) -> tuple[list[_Candidate], int]:
+    def confirm(self, candidates: list[Candidate], p: SearchParams) -> tuple[list[Candidate], int]:
         """SQL is the source of truth: keep a hit only if its version is the one to serve."""
         doc_ids = list({c.hit.payload.get("document_id") for c in candidates})
         docs: dict[str, Document] = {}
@@ -278,7 +279,7 @@ class SearchService:
                 stale += 1
         return kept, stale
 
-    def _hydrate(self, candidates: list[_Candidate]) -> list[dict[str, Any]]:
+    def hydrate(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
         ids = [c.hit.id for c in candidates]
         chunks: dict[str, Chunk] = {}
         versions: dict[str, DocumentVersion] = {}
@@ -342,7 +343,7 @@ def _group_documents(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "score": row["score"],
                 "metadata": row["metadata"],
                 "best_chunk": row,
-                "matching_chunks": 1,
+                "matching_chunks": row.pop("matching_chunks", 1),
             }
         else:
             doc["matching_chunks"] += 1

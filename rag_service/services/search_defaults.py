@@ -1,4 +1,4 @@
-"""An index's own search defaults (mode, rrf_k, fusion_weights): what a search of that one
+"""An index's own search defaults (mode, rrf_k, fusion_weights, fusion, prf, lexical_unit): what a search of that one
 index uses where the request leaves a field out. Set by a `tune` job that proved them on a
 labelled set (job_handlers/tune.py), or by PATCH /v1/indexes/{id} `search_defaults`; a request
 field always wins. A search over several indexes uses the service's defaults: their fused
@@ -24,14 +24,19 @@ def stored_defaults(db: Database, index_ids: list[str]) -> dict[str, SearchDefau
     return {r.index_id: SearchDefaults.model_validate(r.settings) for r in rows}
 
 
-def service_defaults(settings: Settings) -> dict[str, Any]:
-    return {"mode": "hybrid", "rrf_k": settings.rrf_k,
-            "fusion_weights": [settings.fusion_dense_weight, settings.fusion_lexical_weight]}
+def service_defaults(settings: Settings, fusion: str | None = None) -> dict[str, Any]:
+    """The service's settings; the default weights are those of the fusion that runs (`fusion`,
+    else the service's): RRF weighs ranks, z-score fusion weighs normalised scores."""
+    fusion = fusion or settings.fusion
+    weights = ([settings.zscore_dense_weight, settings.zscore_lexical_weight] if fusion == "zscore"
+               else [settings.fusion_dense_weight, settings.fusion_lexical_weight])
+    return {"mode": "hybrid", "rrf_k": settings.rrf_k, "fusion_weights": weights, "fusion": fusion,
+            "prf": settings.prf, "lexical_unit": "document"}
 
 
 def effective(settings: Settings, own: SearchDefaults | None) -> dict[str, Any]:
     """The settings a search of the index gets when the request sets none, and where each comes from."""
-    values = service_defaults(settings)
+    values = service_defaults(settings, own.fusion if own else None)
     source = dict.fromkeys(values, "service")
     for field, value in (own.model_dump(exclude_none=True) if own else {}).items():
         values[field], source[field] = value, "index"

@@ -92,16 +92,19 @@ def test_reindex_needs_an_eval_set_and_a_change(app_factory):
 def _reindex_with_slow_shadow(api, ctx, index, monkeypatch, slow_calls: int | None, slack_ms: float) -> dict:
     """Reindex while searches on the rebuilt collection take 0.5 s longer: every one of them
     (slow_calls None) or only the first slow_calls."""
-    real = ctx.vectors.search
     slowed = []
 
-    def search(alias, request):
-        if alias != index["collection_alias"] and (slow_calls is None or len(slowed) < slow_calls):
-            slowed.append(alias)
-            time.sleep(0.5)
-        return real(alias, request)
+    def slowed_down(real):
+        def call(alias, request):
+            if alias != index["collection_alias"] and (slow_calls is None or len(slowed) < slow_calls):
+                slowed.append(alias)
+                time.sleep(0.5)
+            return real(alias, request)
+        return call
 
-    monkeypatch.setattr(ctx.vectors, "search", search)
+    # Every query a search makes: the store's fused one, and the document search's arm batches.
+    for name in ("search", "query_arms"):
+        monkeypatch.setattr(ctx.vectors, name, slowed_down(getattr(ctx.vectors, name)))
     r = api.post("/v1/rag/jobs", json={"job_class": "reindex", "index_id": index["id"], "params": {
         "chunk_max_characters": 2000, "eval": EVAL, "max_latency_ratio": 1.5, "latency_slack_ms": slack_ms}})
     job = wait_job(api, r.json()["id"])

@@ -78,16 +78,20 @@ def test_tune_stores_only_a_winner_the_paired_test_supports_and_searches_use_it(
     api, index, queries, qrels = tuned_index
     before = api.get(f"/v1/indexes/{index}").json()["search_defaults"]
     assert before["mode"] == "hybrid" and set(before["source"].values()) == {"service"}
-    grid = {"rrf_k": [20, 60], "fusion_weights": [[1, 1], [1, 2], [2, 1]]}  # modes: all three (the default)
+    # modes: all three (the default); RRF without feedback over chunk BM25 only, to keep it short
+    grid = {"rrf_k": [20, 60], "fusion_weights": [[1, 1], [1, 2], [2, 1]], "fusion": ["rrf"], "prf": [False],
+            "lexical_unit": ["chunk"]}
     r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index,
                                        "params": {"queries": queries, "qrels": qrels, "grid": grid}})
     assert r.status_code == 202, r.text
     job = wait_job(api, r.json()["id"], timeout=600)
     assert job["status"] == "succeeded", job
     result = job["result"]
-    # Every setting tried is reported: 2 rrf_k x 3 weights for hybrid, plus dense and lexical.
-    assert len(result["tried"]) == 8 and sum(t["current"] for t in result["tried"]) == 1
-    assert result["current"]["settings"] == {"mode": "hybrid", "rrf_k": 60, "fusion_weights": [1.0, 1.0]}
+    # Every setting tried is reported: 2 rrf_k x 3 weights for hybrid, plus dense and lexical, and
+    # first the settings in use (z-score fusion with feedback over document BM25), not in that grid.
+    assert len(result["tried"]) == 9 and sum(t["current"] for t in result["tried"]) == 1
+    assert result["current"]["settings"] == {"mode": "hybrid", "rrf_k": 60, "fusion_weights": [0.6, 0.4],
+                                             "fusion": "zscore", "prf": True, "lexical_unit": "document"}
     assert result["best"]["ndcg@10"] > result["current"]["ndcg@10"]
     assert result["applied"] is True and result["p_value"] < 0.05, result["reason"]
     winner = result["best"]["settings"]
@@ -111,10 +115,11 @@ def test_tune_stores_only_a_winner_the_paired_test_supports_and_searches_use_it(
     easy = {"q0": f"{code(0)} {TOPICS[0][0]} {TOPICS[0][1]}"}
     r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index, "params": {
         "queries": easy, "qrels": {"q0": {"record0": 1, "page0_0": 1}},
-        "grid": {"modes": ["hybrid", "lexical"], "rrf_k": [60], "fusion_weights": [[1, 1], [1, 2]]}}})
+        "grid": {"modes": ["hybrid", "lexical"], "rrf_k": [60], "fusion_weights": [[1, 1], [1, 2]],
+                 "fusion": ["rrf"], "prf": [False], "lexical_unit": ["chunk"]}}})
     job = wait_job(api, r.json()["id"], timeout=600)
     assert job["status"] == "succeeded", job
-    assert job["result"]["applied"] is False and len(job["result"]["tried"]) == 3
+    assert job["result"]["applied"] is False and len(job["result"]["tried"]) == 4
     view = api.get(f"/v1/indexes/{index}").json()["search_defaults"]
     assert set(view["source"].values()) == {"service"}
     # PATCH sets them by hand, checked like a request's fields.

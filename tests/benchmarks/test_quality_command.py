@@ -96,7 +96,11 @@ def test_quality_command_end_to_end(first_run):
     assert results["documents"] == 40 and results["queries"] == 10 and results["ingestion"]["failed"] == 0
     modes = results["modes"]
     # No --modes: every mode, and `default` (no mode or fusion fields in the request).
-    assert {"default", "dense", "lexical", "hybrid"} <= set(modes)
+    assert {"default", "dense", "lexical", "hybrid", "previous"} <= set(modes)
+    # The default request against the previous default's (RRF over chunks, no feedback), at top_k 10.
+    lat = results["latency_top10"]
+    assert lat["top_k"] == 10 and lat["previous_request"]["fusion"] == "rrf"
+    assert lat["default"]["latency_ms_p50"] > 0 and lat["ratio_p50"] > 0
     for mode, m in modes.items():
         assert {"ndcg@10", "recall@100", "mrr@10", "latency_ms_p50"} <= set(m), mode
         for metric in ("ndcg@10", "recall@100", "mrr@10"):
@@ -117,6 +121,7 @@ def test_quality_command_end_to_end(first_run):
                                    "overlap": defaults.default_chunk_overlap}
     markdown = (out / "results.md").read_text()
     assert "Index created with the service's default settings" in markdown
+    assert "Latency at top_k 10" in markdown
     assert f"chunking max {defaults.default_chunk_max_characters} characters" in markdown
 
     # Every mode's run, in ranx's format, holding what was scored.

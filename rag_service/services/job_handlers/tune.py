@@ -1,5 +1,5 @@
-"""The `tune` job: evaluation as a product feature. Every setting of the grid (each mode, and
-for hybrid each rrf_k x fusion_weights) is run on the index with a labelled set; the best by
+"""The `tune` job: evaluation as a product feature. Every setting of the grid (each mode x prf,
+lexical_unit, and for hybrid each fusion with its weights and rrf_k) is run on the index with a labelled set; the best by
 params.metric replaces the index's search defaults only when it beats the settings the index
 uses now and ranx's paired t-test over the queries supports the difference (p < params.alpha).
 Otherwise nothing changes. The result lists every setting tried, with its metrics."""
@@ -20,21 +20,47 @@ from rag_service.services.reindex import run_metrics, timed_ranking
 from rag_service.services.search import SearchService
 
 
-def settings_grid(params: TuneParams) -> list[dict[str, Any]]:
+SETTING_FIELDS = ("mode", "rrf_k", "fusion_weights", "fusion", "prf", "lexical_unit")
+
+
+def _setting(mode: str, prf: bool, lexical_unit: str | None = None, fusion: str | None = None,
+             rrf_k: int | None = None, fusion_weights: list[float] | None = None) -> dict[str, Any]:
+    return {"mode": mode, "rrf_k": rrf_k, "fusion_weights": list(fusion_weights) if fusion_weights else None,
+            "fusion": fusion, "prf": prf, "lexical_unit": lexical_unit}
+
+
+def settings_grid(params: TuneParams, index: Index) -> list[dict[str, Any]]:
+    g = params.grid
+    units = list(dict.fromkeys(u if index.document_bm25 else "chunk" for u in g.lexical_unit))
     grid: list[dict[str, Any]] = []
-    for mode in params.grid.modes:
-        if mode != "hybrid":
-            grid.append({"mode": mode, "rrf_k": None, "fusion_weights": None})
-            continue
-        grid += [{"mode": "hybrid", "rrf_k": k, "fusion_weights": list(w)}
-                 for k in params.grid.rrf_k for w in params.grid.fusion_weights]
+    for mode in g.modes:
+        for prf in g.prf:
+            if mode == "dense":
+                grid.append(_setting(mode, prf))
+            elif mode == "lexical":
+                grid += [_setting(mode, prf, unit) for unit in units]
+            else:
+                for unit in units:
+                    for fusion in g.fusion:
+                        if fusion == "rrf":
+                            grid += [_setting(mode, prf, unit, fusion, k, w) for k in g.rrf_k for w in g.fusion_weights]
+                        else:
+                            grid += [_setting(mode, prf, unit, fusion, None, w) for w in g.zscore_weights]
     return grid
 
 
-def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    if a["mode"] != b["mode"]:
-        return False
-    return a["mode"] != "hybrid" or (a["rrf_k"] == b["rrf_k"] and list(a["fusion_weights"]) == list(b["fusion_weights"]))
+def _key(setting: dict[str, Any], index: Index) -> tuple:
+    """What tells two settings apart: the fields the mode uses (rrf_k only under rrf fusion), with
+    lexical_unit as it runs on this index."""
+    mode, unit = setting["mode"], setting.get("lexical_unit") or "document"
+    unit = unit if index.document_bm25 else "chunk"
+    if mode == "dense":
+        return mode, bool(setting.get("prf"))
+    if mode == "lexical":
+        return mode, bool(setting.get("prf")), unit
+    fusion = setting.get("fusion")
+    return (mode, bool(setting.get("prf")), unit, fusion, tuple(setting["fusion_weights"] or ()),
+            setting["rrf_k"] if fusion == "rrf" else None)
 
 
 def _paired_p_value(qrels: dict, control: dict, candidate: dict, metric: str) -> float | None:
@@ -63,9 +89,9 @@ def run_tune(handle: JobHandle) -> dict[str, Any]:
         raise PermanentJobError("index not found")
     own = search_defaults.stored_defaults(ctx.db, [index.id]).get(index.id)
     now = search_defaults.effective(ctx.settings, own)
-    current = {"mode": now["mode"], "rrf_k": now["rrf_k"], "fusion_weights": now["fusion_weights"]}
-    grid = settings_grid(params)
-    if not any(_same(g, current) for g in grid):
+    current = {f: now[f] for f in SETTING_FIELDS}
+    grid = settings_grid(params, index)
+    if not any(_key(g, index) == _key(current, index) for g in grid):
         grid.insert(0, current)  # the settings in use are always judged on the same queries
     search = SearchService(ctx)
     tried, runs = [], []
@@ -74,10 +100,10 @@ def run_tune(handle: JobHandle) -> dict[str, Any]:
         run, latencies = {}, []
         for qid, text in queries.items():
             run[qid], ms = timed_ranking(search, index, text, setting["mode"], params.top_k,
-                                         rrf_k=setting["rrf_k"], fusion_weights=setting["fusion_weights"])
+                                         **{f: setting[f] for f in SETTING_FIELDS if f != "mode"})
             latencies.append(ms)
         runs.append(run)
-        tried.append({"settings": setting, "current": _same(setting, current), **run_metrics(run, latencies, qrels)})
+        tried.append({"settings": setting, "current": _key(setting, index) == _key(current, index), **run_metrics(run, latencies, qrels)})
         handle.progress(100 * (n + 1) * len(queries) / total)
     at = next(i for i, t in enumerate(tried) if t["current"])
     # Best by the metric; a tie keeps the current settings (no change without a difference).
@@ -95,7 +121,7 @@ def run_tune(handle: JobHandle) -> dict[str, Any]:
         reason = f"the best setting gains {gain:+.4f} {params.metric} at p = {p_value:.4g} < {params.alpha}"
     with ctx.db.session() as s:
         if applied:
-            chosen = SearchDefaults(mode=winner["mode"], rrf_k=winner["rrf_k"], fusion_weights=winner["fusion_weights"])
+            chosen = SearchDefaults(**winner)
             search_defaults.store(s, index.id, chosen, "tune", job.id)
             principal = Principal(project_id=job.project_id, key_id=job.created_by_key_id, role="editor")
             audit(s, principal, "index.tuned", "index", index.id, settings=chosen.model_dump(exclude_none=True),
