@@ -82,13 +82,15 @@ TUNING_GRID = [(k, w) for k in (20, 60, 120) for w in ((1.0, 1.0), (1.0, 1.5), (
 
 
 def tune_fusion(h: ServiceHarness, index_id: str, args: argparse.Namespace) -> dict[str, Any]:
-    """nDCG@10 of each grid point on the tuning split, through the service's own hybrid
-    search (per-request rrf_k / fusion_weights); returns the grid and the winner."""
+    """nDCG@10 of each RRF grid point on the tuning split, through the service's own hybrid
+    search (per-request rrf_k / fusion_weights, fusion rrf); returns the grid and the winner.
+    The other document-search settings are the tune job's to search (job_handlers/tune.py)."""
     dev = load_beir(args.dataset, args.tune_split)
     log(f"tuning hybrid fusion on {dev.name}/{args.tune_split}: {len(dev.queries)} queries, {len(TUNING_GRID)} settings")
     grid = []
     for k, weights in TUNING_GRID:
-        run_, _, _ = search_mode(h, index_id, dev, "hybrid", False, {"rrf_k": k, "fusion_weights": list(weights)},
+        extra = {"fusion": "rrf", "rrf_k": k, "fusion_weights": list(weights)}
+        run_, _, _ = search_mode(h, index_id, dev, "hybrid", False, extra,
                                  top_k=10, label=f"tune k={k} w={weights}", exclude_self=args.exclude_self)
         grid.append({"rrf_k": k, "fusion_weights": list(weights), "ndcg@10": score(dev, run_)["ndcg@10"]})
         log(f"tune: {grid[-1]}")
@@ -342,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
         if args.tune_split:
             results["tuning"] = tune_fusion(h, index["id"], args)
             best = results["tuning"]["best"]
-            extra = {"rrf_k": best["rrf_k"], "fusion_weights": best["fusion_weights"]}
+            extra = {"fusion": "rrf", "rrf_k": best["rrf_k"], "fusion_weights": best["fusion_weights"]}
             stats = {}
             run_, lat, short = search_mode(h, index["id"], ds, "hybrid", explain, extra, label="hybrid-tuned",
                                            exclude_self=args.exclude_self, stats=stats)

@@ -123,7 +123,7 @@ class IngestionService:
         for start in range(0, len(points), 256):
             self.ctx.vectors.upsert(index.collection, points[start : start + 256])
         if self.ctx.metrics:
-            self.ctx.metrics.ingest_chunks.inc(len(points))
+            self.ctx.metrics.ingest_chunks.inc(len(chunks))  # chunks, not the document point
         return computed
 
     def _ensure_metadata_indexes(self, index: Index, metadata: dict[str, Any]) -> None:

@@ -305,7 +305,8 @@ def test_search_takes_every_field_of_the_service_search_model_and_nothing_else()
         lambda r: seen.append(json.loads(r.content)) or httpx.Response(200, json={})))
     example = {"top_k": 3, "mode": "lexical", "result_type": "document", "filters": {"a": 1}, "min_score": 0.1,
                "as_of_version": 2, "include_history": True, "data_boundary": "computer", "account_id": "acc",
-               "index_ids": ["i"], "rerank": False, "explain": False, "rrf_k": 7, "fusion_weights": [1.0, 2.0]}
+               "index_ids": ["i"], "rerank": False, "explain": False, "rrf_k": 7, "fusion_weights": [1.0, 2.0],
+               "fusion": "zscore", "prf": False, "lexical_unit": "chunk"}
     assert set(example) | {"query"} == set(SearchParams.model_fields)
     rag.search("q", **example)
     assert seen == [{"query": "q", **example}]
