@@ -41,7 +41,8 @@ from rag_service.stores.vector import (
     MatchAny,
 )
 
-ARM_PAYLOAD = ("document_id", "version", "name", "length")
+ARM_PAYLOAD = ("document_id", "version", "name")
+FEEDBACK_PAYLOAD = ARM_PAYLOAD + ("length",)  # RM3 reads term counts back with the document's length
 FEEDBACK_POOL = 100
 
 
@@ -184,7 +185,7 @@ class DocumentSearch:
         # into Python objects was most of a search's cost.
         first = max(FEEDBACK_POOL, s.rocchio_chunks, s.rm3_docs) if plan.prf else pool
         arms = ([ArmQuery(DENSE, dense, first, base, ARM_PAYLOAD)] if use_dense else []) + (
-            [ArmQuery(unit, sparse, first, base, ARM_PAYLOAD)] if use_lexical else [])
+            [ArmQuery(unit, sparse, first, base, FEEDBACK_PAYLOAD)] if use_lexical else [])
         results = store_call(index, lambda: self.ctx.vectors.query_arms(index.collection, arms))
         dense_hits = results.pop(0) if use_dense else []
         lexical_hits = results.pop(0) if use_lexical else []

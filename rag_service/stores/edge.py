@@ -69,7 +69,8 @@ def _vector(v: list[float] | SparseVec) -> list[float] | qe.SparseVector:
 
 
 def _hits(points: list[Any]) -> list[Hit]:
-    return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+    # The binding builds a fresh dict per payload already: no copy.
+    return [Hit(id=str(p.id), score=p.score, payload=p.payload or {}) for p in points]
 
 
 class EdgeVectorStore(VectorStore):
