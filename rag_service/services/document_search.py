@@ -21,7 +21,7 @@ per call, milliseconds where a search has a few; ranx stays the evaluator (tune,
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,7 +77,6 @@ class _DocumentHits:
     lexical: Hit | None = None  # its document point, or its best chunk by BM25
     lexical_is_chunk: bool = False
     dense_chunks: int = 0
-    scores: dict[str, Any] = field(default_factory=dict)
 
 
 # -- pure parts (unit-tested in tests/unit/test_document_search.py) --------------------------
@@ -171,11 +170,11 @@ class DocumentSearch:
             return index.document_bm25_k1, index.document_bm25_b, max(index.document_bm25_avg_len, 1.0)
         return index.bm25_k1, index.bm25_b, max(index.bm25_avg_len, 1.0)
 
-    def query_index(self, index: Index, plan: Plan, dense: list[float] | None, sparse: SparseVec,
+    def query_index(self, index: Index, plan: Plan, dense: list[float] | None,
                     base: Filter) -> tuple[list[Hit], list[Hit], bool, dict[str, Any]]:
         """(dense chunk hits, lexical hits, lexical hits are chunks, feedback used) of one index,
         after the feedback round when the plan has one."""
-        s = self.settings
+        s, sparse = self.settings, self.sparse
         pool = s.document_pool
         unit = SPARSE_DOCUMENT if plan.lexical_unit == "document" and index.document_bm25 else SPARSE
         use_dense = plan.mode in ("dense", "hybrid") and dense is not None
@@ -222,7 +221,7 @@ class DocumentSearch:
         feedback: dict[str, Any] = {}
         for index in indexes:
             dense_hits, lexical_hits, lexical_chunks, used = self.query_index(
-                index, plan, dense_by_model.get(identity_of(index)), self.sparse, base)
+                index, plan, dense_by_model.get(identity_of(index)), base)
             if used:
                 feedback[index.id] = used
             for hit in dense_hits:  # best first: the first chunk of a document is its best
@@ -283,7 +282,7 @@ class DocumentSearch:
                                           payload=c.hit.payload), index=doc.index, explain=explain)
             (chunks.append(candidate) if chunk_hit else missing.append((key, candidate)))
         for key, candidate in missing:
-            candidate.hit.id = self._a_chunk(candidate, per_doc[key].index, p, base)
+            candidate.hit.id = self._a_chunk(candidate, per_doc[key].index, base)
             if candidate.hit.id:
                 chunks.append(candidate)
         rows = self.search.hydrate(chunks)
@@ -291,7 +290,7 @@ class DocumentSearch:
             row["matching_chunks"] = max(per_doc[row["document_id"]].dense_chunks, 1)
         return sorted(rows, key=lambda r: (-r["score"], r["document_id"]))
 
-    def _a_chunk(self, candidate, index: Index, p, base: Filter) -> str:
+    def _a_chunk(self, candidate, index: Index, base: Filter) -> str:
         """A chunk to show for a document only the whole-document arm found: its best by chunk BM25
         for the query, else its first."""
         doc_id, version = candidate.hit.payload.get("document_id"), candidate.hit.payload.get("version")

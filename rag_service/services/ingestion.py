@@ -140,23 +140,24 @@ class IngestionService:
             except StoreError as exc:  # a key first seen as another type: filtering still works unindexed
                 log.info("payload index on meta.%s not created: %s", key, exc)
 
-    def _bm25_params(self, index: Index, new_lengths: list[int]) -> Bm25Params:
-        if index.bm25_avg_len <= 0:
-            avg = max(sum(new_lengths) / max(len(new_lengths), 1), 1.0)
+    def _first_average(self, index: Index, column: str, value: float) -> float:
+        """The index's mean length in `column`; the first upload sets it (compare-and-swap, so
+        concurrent first uploads agree), and the drift check corrects it later."""
+        if getattr(index, column) <= 0:
             with self.ctx.db.session() as s:
-                s.exec(update(Index).where(Index.id == index.id, Index.bm25_avg_len <= 0).values(bm25_avg_len=avg))
+                s.exec(update(Index).where(Index.id == index.id, getattr(Index, column) <= 0)
+                       .values({column: max(value, 1.0)}))
                 s.commit()
-                index.bm25_avg_len = s.get(Index, index.id).bm25_avg_len
-        return Bm25Params(k1=index.bm25_k1, b=index.bm25_b, avg_len=index.bm25_avg_len)
+                setattr(index, column, getattr(s.get(Index, index.id), column))
+        return getattr(index, column)
+
+    def _bm25_params(self, index: Index, new_lengths: list[int]) -> Bm25Params:
+        avg = self._first_average(index, "bm25_avg_len", sum(new_lengths) / max(len(new_lengths), 1))
+        return Bm25Params(k1=index.bm25_k1, b=index.bm25_b, avg_len=avg)
 
     def _document_bm25_params(self, index: Index, length: int) -> Bm25Params:
-        if index.document_bm25_avg_len <= 0:  # the first document sets it; the drift check corrects it
-            with self.ctx.db.session() as s:
-                s.exec(update(Index).where(Index.id == index.id, Index.document_bm25_avg_len <= 0)
-                       .values(document_bm25_avg_len=max(float(length), 1.0)))
-                s.commit()
-                index.document_bm25_avg_len = s.get(Index, index.id).document_bm25_avg_len
-        return Bm25Params(k1=index.document_bm25_k1, b=index.document_bm25_b, avg_len=index.document_bm25_avg_len)
+        avg = self._first_average(index, "document_bm25_avg_len", float(length))
+        return Bm25Params(k1=index.document_bm25_k1, b=index.document_bm25_b, avg_len=avg)
 
     def _drop_points(self, index: Index, document_id: str, version: int) -> None:
         """Best effort: a failed version's live points would crowd search's candidates (SQL

@@ -183,7 +183,7 @@ class SearchService:
         limit = need + 10
         stale_total = 0
         for _ in range(4):
-            candidates = self._query_all(indexes, p, dense_by_model, sparse, base, limit)
+            candidates = self._query_all(indexes, p, plan, dense_by_model, sparse, base, limit)
             confirmed, stale = self.confirm(candidates, p)
             stale_total = stale
             if stale == 0 or len(candidates) < limit or len(confirmed) >= need:
@@ -206,9 +206,8 @@ class SearchService:
         self.finish(rows, p.query)
         return rows
 
-    def _query_all(self, indexes, p, dense_by_model, sparse, base, limit) -> list[Candidate]:
+    def _query_all(self, indexes, p, plan: Plan, dense_by_model, sparse, base, limit) -> list[Candidate]:
         settings = self.ctx.settings
-        plan = self.plan(p)
         rrf_k, weights = plan.rrf_k, plan.weights
         out: list[Candidate] = []
         for index in indexes:

@@ -29,9 +29,14 @@ def _setting(mode: str, prf: bool, lexical_unit: str | None = None, fusion: str 
             "fusion": fusion, "prf": prf, "lexical_unit": lexical_unit}
 
 
+def _unit_on(index: Index, unit: str) -> str:
+    """The lexical unit a search of this index runs: chunk BM25 where it has no document points."""
+    return unit if index.document_bm25 else "chunk"
+
+
 def settings_grid(params: TuneParams, index: Index) -> list[dict[str, Any]]:
     g = params.grid
-    units = list(dict.fromkeys(u if index.document_bm25 else "chunk" for u in g.lexical_unit))
+    units = list(dict.fromkeys(_unit_on(index, u) for u in g.lexical_unit))
     grid: list[dict[str, Any]] = []
     for mode in g.modes:
         for prf in g.prf:
@@ -52,8 +57,7 @@ def settings_grid(params: TuneParams, index: Index) -> list[dict[str, Any]]:
 def _key(setting: dict[str, Any], index: Index) -> tuple:
     """What tells two settings apart: the fields the mode uses (rrf_k only under rrf fusion), with
     lexical_unit as it runs on this index."""
-    mode, unit = setting["mode"], setting.get("lexical_unit") or "document"
-    unit = unit if index.document_bm25 else "chunk"
+    mode, unit = setting["mode"], _unit_on(index, setting.get("lexical_unit") or "document")
     if mode == "dense":
         return mode, bool(setting.get("prf"))
     if mode == "lexical":
