@@ -82,6 +82,9 @@ def measure_variants(texts: list[str], registry, model: str = DEFAULT_MODEL_NAME
 
 
 def auto_choice(registry, model: str = DEFAULT_MODEL_NAME) -> dict[str, Any]:
-    """What `auto` resolves to with this registry (its gate; its cached decision, if any)."""
+    """What `auto` resolves to with this registry (its gate; its cached decision, if any). A
+    decision this process made earlier, under another gate, is dropped: the gate just
+    measured decides (the on-disk cache is keyed by the candidates, so it agrees)."""
+    registry.decisions.pop((model, "auto", "auto"), None)
     decided = registry.resolve(model, "auto", "auto")
     return {"variant": decided.variant, "decision": registry.decisions.get((model, "auto", "auto"), {})}

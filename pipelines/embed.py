@@ -33,7 +33,7 @@ import numpy as np
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"))
 # Bumped when the export or quantization recipe changes: old builds are then rebuilt, not reused.
-ONNX_RECIPE = "torch.onnx-17+ort-optimizer+dynamic-qint8-per-channel-reduce-range/1"
+ONNX_RECIPE = "torch.onnx-17-eager-attention+ort-optimizer-heads+dynamic-qint8-per-channel/2"
 # A build whose vectors fall below these cosines to torch fp32 on PROBE_TEXTS is broken, not published.
 COSINE_FLOOR = {"fp32": 0.999, "bf16": 0.99, "int8": 0.95}
 
@@ -77,6 +77,27 @@ def resolve_model_path(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
+def cpu_info() -> tuple[str, set[str]]:
+    """(CPU model name, CPU flags) from /proc/cpuinfo; empty where it can't be read."""
+    model, flags = "", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = value.strip()
+    except OSError:
+        pass
+    return model, set(flags.split())
+
+
+def int8_full_range() -> bool:
+    """8-bit weights need integer dot products that do not saturate (VNNI or AMX); without them
+    onnxruntime's u8s8 kernels overflow 16-bit sums, and 7-bit weights (reduce_range) avoid it."""
+    return bool(cpu_info()[1] & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def cuda_available() -> bool:
     try:
         import torch
@@ -101,7 +122,8 @@ class SentenceEmbedder:
         self.name = name
         self.precision = precision
         self.batch_size = batch_size
-        self._model = SentenceTransformer(resolve_model_path(name), device=device, model_kwargs=kwargs)
+        self.model_path = resolve_model_path(name)
+        self._model = SentenceTransformer(self.model_path, device=device, model_kwargs=kwargs)
         self.dimension = int(self._model.get_embedding_dimension())
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -174,7 +196,9 @@ def model_fingerprint(name: str) -> str:
 
 
 def onnx_dir(cache_root: Path, name: str, precision: str) -> Path:
-    return Path(cache_root) / _slug(name) / f"onnx-{precision}-{model_fingerprint(name)}"
+    # int8 weights are 8-bit or 7-bit by what this CPU does: two builds, never one for the other.
+    kind = precision if precision != "int8" else ("int8" if int8_full_range() else "int8-7bit")
+    return Path(cache_root) / _slug(name) / f"onnx-{kind}-{model_fingerprint(name)}"
 
 
 def _pooling(model_path: Path) -> str:
@@ -243,7 +267,11 @@ def build_onnx(cache_root: Path, name: str, precision: str, reference=None) -> P
 def _export_fp32(reference: SentenceEmbedder, pooling: str, path: Path) -> None:
     import torch
 
-    transformer = reference._model[0].auto_model.float().eval()
+    from transformers import AutoModel
+
+    # Eager attention exports the plain softmax(QK^T)V pattern, which onnxruntime's optimizer fuses
+    # into one Attention op (the sdpa export's masking pattern defeats the fusion); same weights.
+    transformer = AutoModel.from_pretrained(reference.model_path, attn_implementation="eager").float().eval()
 
     class Pooled(torch.nn.Module):
         def __init__(self, model) -> None:
@@ -285,8 +313,11 @@ def _optimize(raw: Path, out: Path, config) -> None:
         model_type = getattr(config, "model_type", "")
         if model_type not in ("bert", "roberta", "xlm-roberta", "distilbert", "mpnet"):
             raise ValueError(model_type)
+        # Heads and width from the config: the optimizer's own detection fails on these exports.
         optimizer.optimize_model(str(raw), model_type="bert" if model_type != "distilbert" else model_type,
-                                 num_heads=0, hidden_size=0, opt_level=1).save_model_to_file(str(out))
+                                 num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
+                                 hidden_size=int(getattr(config, "hidden_size", 0) or 0),
+                                 opt_level=1).save_model_to_file(str(out))
     except Exception:  # noqa: BLE001 - an unfused graph is correct, only slower
         shutil.copyfile(raw, out)
 
@@ -295,10 +326,10 @@ def _quantize(fp32: Path, out: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Per-channel 7-bit weights: on CPUs without VNNI the u8s8 kernels saturate 8-bit
-    # products (measured here: cosine 0.93 to fp32 with plain int8, 0.99 with this).
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    # Per-channel weights (per-tensor measured cosine 0.94 to fp32, per-channel 0.995); 7-bit
+    # where the CPU's u8s8 kernels would saturate 8-bit products (see int8_full_range).
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                     reduce_range=not int8_full_range(), extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def load_embedder(identity: EncoderIdentity, cache_root: Path | None, device: str = "cpu", batch_size: int = 32,

@@ -37,7 +37,9 @@ from pipelines.embed import (
     PROBE_TEXTS,
     VARIANTS,
     EncoderIdentity,
+    cpu_info,
     cuda_available,
+    int8_full_range,
     model_fingerprint,
 )
 
@@ -50,25 +52,18 @@ PROBE_ROUNDS = 3
 @lru_cache(maxsize=1)
 def machine_profile() -> dict[str, Any]:
     """CPU model and flags, CUDA, and the library versions a decision depends on."""
-    model, flags = platform.processor() or platform.machine(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value.strip()
-    except OSError:
-        pass
+    model, flag_set = cpu_info()
+    model = model or platform.processor() or platform.machine()
     versions = {}
     for lib in ("torch", "onnxruntime", "transformers", "sentence_transformers"):
         try:
             versions[lib] = __import__(lib).__version__
         except Exception:  # noqa: BLE001 - a missing library is part of the profile too
             versions[lib] = None
-    flag_set = set(flags.split())
+    flags = " ".join(sorted(flag_set))
     return {"cpu": model, "cores": os.cpu_count(), "flags_sha": hashlib.sha256(flags.encode()).hexdigest()[:12],
             "bf16_native": bool(flag_set & {"avx512_bf16", "amx_bf16"}), "avx512_vnni": "avx512_vnni" in flag_set,
+            "int8_full_range": int8_full_range(),
             "cuda": cuda_available(), "versions": versions}
 
 

@@ -37,6 +37,30 @@ def test_onnx_fp32_build_matches_torch_and_is_reused_not_rebuilt(embedders, monk
     assert np.allclose(again.encode(TEXTS), onnx.encode(TEXTS), atol=1e-6)
 
 
+def test_the_onnx_export_fuses_attention(embedders):
+    # One Attention op per layer: the unfused sdpa export ran 48 MatMuls (ONNX fp32 was no
+    # faster than torch); the fused graph is what the speed figures in the docs were measured on.
+    import onnx
+
+    embedders.get(EncoderIdentity(MODEL, "onnx", "fp32"))
+    graph = onnx.load(str(embed.onnx_dir(embedders.cache_dir, MODEL, "fp32") / "model.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("Attention") == 6 and ops.count("MatMul") == 18
+
+
+@pytest.mark.parametrize("flags, full_range", [({"avx2", "avx512_vnni"}, True), ({"avx2", "amx_int8"}, True),
+                                               ({"avx2", "fma"}, False)])
+def test_int8_weights_are_8_bit_only_where_the_cpu_does_not_saturate(monkeypatch, tmp_path, flags, full_range):
+    monkeypatch.setattr(embed, "cpu_info", lambda: ("a cpu", flags))
+    calls = {}
+    monkeypatch.setattr("onnxruntime.quantization.quantize_dynamic", lambda *a, **k: calls.update(k))
+    embed._quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx")
+    assert calls["reduce_range"] is (not full_range) and calls["per_channel"] is True
+    # Two builds, never one loaded for the other: a data directory moved to the other kind of CPU builds its own.
+    name = embed.onnx_dir(tmp_path, MODEL, "int8").name
+    assert name.startswith("onnx-int8-7bit-") is (not full_range)
+
+
 def test_a_build_that_does_not_reproduce_fp32_is_never_published(embedders, tmp_path, monkeypatch):
     reference = embedders.get(EncoderIdentity(MODEL, "torch", "fp32"))
     real = embed.OnnxEmbedder.encode
