@@ -44,10 +44,17 @@ class _GroupEncoder:
     to the thread that calls it, so a model called from whichever request thread is
     leader pays for a new pool on each new thread's first call; one thread, warmed at
     startup, pays once.
+
+    A batch takes queued requests up to `max_batch` texts (always at least one request)
+    and leaves the rest queued. Taking everything makes concurrent uploads move in
+    lockstep: all of them leave the model at once to write and answer, their clients send
+    the next files, and the model idles while those parse. With the cap, some are always
+    queued behind the running batch, and a query waits behind at most one capped batch.
     """
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, max_batch: int = 96) -> None:
         self.embedder = embedder
+        self.max_batch = max_batch
         self._model_thread = cf.ThreadPoolExecutor(1, thread_name_prefix="encoder")
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
@@ -58,12 +65,20 @@ class _GroupEncoder:
         request = _Request(texts)
         with self._cond:
             self._queue.append(request)
-            while self._busy and not request.finished:
-                self._cond.wait()
-            if request.finished:
-                return request.outcome()
-            self._busy = True
-            batch, self._queue = self._queue, []
+        # A leader whose own request stayed queued behind the cap runs batches (or waits for
+        # another leader's) until its request is done.
+        while not request.finished:
+            with self._cond:
+                while self._busy and not request.finished:
+                    self._cond.wait()
+                if request.finished:
+                    break
+                self._busy = True
+                batch, self._queue = self._take()
+            self._run(batch)
+        return request.outcome()
+
+    def _run(self, batch: list["_Request"]) -> None:
         try:
             flat = [t for r in batch for t in r.texts]
             vectors, error = self._model_thread.submit(self.embedder.encode, flat).result(), None
@@ -79,7 +94,15 @@ class _GroupEncoder:
             self.batches += 1
             self._busy = False
             self._cond.notify_all()
-        return request.outcome()
+
+    def _take(self) -> tuple[list["_Request"], list["_Request"]]:
+        """(this batch, what stays queued): oldest first, up to max_batch texts."""
+        size = 0
+        for n, r in enumerate(self._queue):
+            if n and size + len(r.texts) > self.max_batch:
+                return self._queue[:n], self._queue[n:]
+            size += len(r.texts)
+        return self._queue, []
 
 
 class _Request:

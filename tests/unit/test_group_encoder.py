@@ -78,3 +78,19 @@ def test_only_allowed_models_load():
         with pytest.raises(ModelNotAllowed):
             registry.get(name)
     assert "/opt/models/approved" in registry.allowed_models and "all-MiniLM-L6-v2" in registry.allowed_models
+
+
+def test_a_batch_stops_at_its_cap_and_the_rest_runs_next():
+    # Uploads that all leave the model at once move in lockstep and leave it idle while they
+    # parse their next files: a capped batch keeps some of them queued behind it.
+    registry, model = EmbedderRegistry(), SlowEmbedder()
+    registry.register(model)
+    registry.encoder("slow").max_batch = 5
+    batches = [[f"{chr(97 + i)}{n}" for n in range(2)] for i in range(8)] + [[f"big{n}" for n in range(7)]]
+    results, errors = _concurrently(registry, batches)
+    assert not errors
+    for i, texts in enumerate(batches):
+        assert results[i].tolist() == [[len(t), ord(t[0])] for t in texts]
+    # No call over the cap, except a single request bigger than the cap (it runs alone).
+    assert all(n <= 5 or n == 7 for n in model.calls) and sum(model.calls) == 23
+    assert len(model.calls) >= 5
