@@ -34,16 +34,20 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
+    existed = set(inspect(engine).get_table_names())
     SQLModel.metadata.create_all(engine)
-    add_missing_columns(engine)
+    # Tables create_all just made have every column: only older ones are reflected (a column
+    # reflection is a few queries per table, most of a fresh PostgreSQL schema's start-up).
+    add_missing_columns(engine, existed)
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
+def add_missing_columns(engine: Engine, tables: set[str] | None = None) -> list[str]:
     """create_all makes new tables but never alters old ones: a column added to a model since a
     database was created is added here, with its server default (every added column has one, or
-    is nullable). Only additions: a renamed or retyped column needs a real migration."""
+    is nullable). Only additions: a renamed or retyped column needs a real migration.
+    `tables`: the names to check (default: every existing table)."""
     added = []
-    existing_tables = set(inspect(engine).get_table_names())
+    existing_tables = set(inspect(engine).get_table_names()) if tables is None else tables
     with engine.begin() as conn:
         for table in SQLModel.metadata.sorted_tables:
             if table.name not in existing_tables:
