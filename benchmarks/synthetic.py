@@ -7,6 +7,7 @@ import random
 import re
 
 from benchmarks.common import BeirDataset
+from pipelines.chunk import document_title, embedding_text
 
 # BEIR corpora split into sentences at a terminal mark followed by a capital/digit/bracket.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
@@ -60,3 +61,11 @@ class ChunkSynthesizer:
             self.documents_made += 1
             out.append((f"syn-{self.documents_made:06d}", [self.paragraph() for _ in range(per_doc)]))
         return out
+
+
+def embedded_texts(documents: list[tuple[str, list[str]]]) -> list[str]:
+    """What the model embeds for these documents' chunks (one paragraph each) under the default
+    index settings: title vectors put the document's title (here its first paragraph) in front of
+    every chunk. An encode ceiling measured on anything else is not the uploads' work."""
+    return [embedding_text(document_title("\n\n".join(paragraphs)), p) for _, paragraphs in documents
+            for p in paragraphs]

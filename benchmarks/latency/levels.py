@@ -20,7 +20,7 @@ from benchmarks.latency.ceilings import encode_ceiling, load_embedder, search_fl
 from benchmarks.latency.load import search_cell, upload
 from benchmarks.procstats import CpuAccount
 from benchmarks.server import ServerProcess, free_port
-from benchmarks.synthetic import ChunkSynthesizer
+from benchmarks.synthetic import ChunkSynthesizer, embedded_texts
 
 
 class LatencyRun:
@@ -106,11 +106,11 @@ class LatencyRun:
         if warm_stats.failed:
             raise RuntimeError(f"warm-up upload failed: {warm_stats.errors}")
         self.total_chunks += warm_stats.chunks
-        level_texts = list(warm[0][1])
+        level_texts = embedded_texts(warm)  # what the model embeds for them (titled), for the ceiling
 
         need = max(0, level - self.total_chunks)
         documents = self.synth.documents(math.ceil(need / args.chunks_per_doc), args.chunks_per_doc)
-        level_texts += [p for _, paragraphs in documents for p in paragraphs]
+        level_texts += embedded_texts(documents)
         t0 = time.perf_counter()
         with Progress(f"upload to {level} chunks", len(documents)) as bar:
             stats = upload(server, self.index["id"], documents, args.upload_concurrency, bar)
