@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -20,10 +20,18 @@ class ReadyComponent(ResponseModel):
     error: str | None = None
 
 
+class WarmUp(ResponseModel):
+    indexes: int = Field(description="recently used indexes the warm-up searched (their shards opened)")
+    search: Literal["ok", "failed"] | None = Field(
+        description="one whole search over the latest index, as a request runs it (nothing recorded); "
+                    "null when there is no index yet or the warm-up has not reached it")
+
+
 class Readiness(ResponseModel):
     ready: bool
     ready_after_s: float | None = Field(description="seconds from start until the warm-up finished")
     components: dict[str, ReadyComponent] = Field(description="encoder, database, vector_store")
+    warm_up: WarmUp
 
 
 class NotReady(ErrorBody, Readiness):
