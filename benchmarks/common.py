@@ -23,19 +23,16 @@ from typing import Any, Callable
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+from pipelines.embed import cpu_info as read_cpu  # noqa: E402 - numpy only; after the environment
+
 
 def cpu_info() -> dict[str, Any]:
     """CPU model and the instruction-set flags that decide encoder speed, for every figure."""
     info: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        flags = set(fields.get("flags", "").split())
-        info["model"] = fields.get("model name")
+    model, flags = read_cpu()
+    if model or flags:  # /proc/cpuinfo was readable
+        info["model"] = model or None
         info["flags_of_note"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
-    except OSError:
-        pass
     return info
 
 

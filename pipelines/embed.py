@@ -26,6 +26,7 @@ import shutil
 import uuid
 import warnings
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,10 @@ def resolve_model_path(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
-def cpu_info() -> tuple[str, set[str]]:
-    """(CPU model name, CPU flags) from /proc/cpuinfo; empty where it can't be read."""
+@lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """(CPU model name, CPU flags) from /proc/cpuinfo, read once; empty where it can't be read.
+    The one reader of it: the int8 recipe, `auto`'s machine profile and the benchmarks' records."""
     model, flags = "", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -89,7 +92,7 @@ def cpu_info() -> tuple[str, set[str]]:
                 flags = value.strip()
     except OSError:
         pass
-    return model, set(flags.split())
+    return model, frozenset(flags.split())
 
 
 def int8_full_range() -> bool:

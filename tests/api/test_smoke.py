@@ -14,7 +14,6 @@ def test_upload_and_search_every_format(api):
     assert names == set(sample_files()), names
 
 
-
 def test_a_restart_warms_the_search_path_and_records_no_search(settings_factory, embedders, app_factory, caplog):
     """Ready means ready: the warm-up runs one whole search over the latest index (so the first
     real one does not pay for first use), as a reader of its project, and leaves no trace."""
