@@ -43,7 +43,7 @@ EVENT_LOCK_KEY = 0x7261675F65766E74
 RESULT_SUMMARY_BYTES = 4096
 
 
-# Called after a commit that wrote events (the in-process deliverer's wake): it sends at once
+# Called after a commit that wrote webhook deliveries (the in-process deliverer's wake): it sends at once
 # instead of at its next poll. Other processes (workers) find the rows when they poll.
 _after_commit: set[Callable[[], None]] = set()
 
@@ -54,7 +54,7 @@ def notify_after_commit(callback: Callable[[], None], enabled: bool = True) -> N
 
 @sa_event.listens_for(Session, "after_commit")
 def _committed(session) -> None:
-    if session.info.pop("events_written", False):
+    if session.info.pop("deliveries_written", False):
         for callback in list(_after_commit):
             callback()
 
@@ -77,7 +77,9 @@ def emit(s: Session, project_id: str, event_type: str, data: dict[str, Any], *, 
             continue
         s.add(WebhookDelivery(project_id=project_id, webhook_id=hook.id, event_seq=event.seq, event_id=event.id,
                               event_type=event_type, document_id=document_id))
-    s.info["events_written"] = True
+        # Only a commit that owes a delivery wakes a deliverer: each wake is a claim query, and
+        # an upload's events in a project without webhooks woke one for nothing several times.
+        s.info["deliveries_written"] = True
     return event
 
 
