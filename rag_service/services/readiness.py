@@ -16,8 +16,10 @@ from typing import Any
 from sqlmodel import select
 
 from rag_service.context import ServiceContext
-from rag_service.models import Index
+from rag_service.errors import Unauthorized
+from rag_service.models import Evidence, Index
 from rag_service.search_params import SearchParams
+from rag_service.services.auth import AuthService
 from rag_service.services.common import Principal
 from rag_service.services.search import SearchService
 
@@ -84,10 +86,24 @@ class Readiness:
             service.search(Principal(project_id=latest.project_id, key_id=None, role="reader"),
                            SearchParams(query="warm up the request path"), path_index=latest.id,
                            record_evidence=False)
+            self._warm_request_statements(latest.project_id)
             self.warm_up["search"] = "ok"
         except Exception as exc:  # noqa: BLE001 - a broken index shows in its own searches, not here
             self.warm_up["search"] = "failed"
             log.warning("warm-up search failed: %s", f"{type(exc).__name__}: {exc}"[:300])
+
+    def _warm_request_statements(self, project_id: str) -> None:
+        """What a search request does around the search: the key lookup (with a key no one holds)
+        and the evidence insert (flushed, then rolled back). SQLAlchemy compiles a statement on
+        its first use; the first search after ready paid for both."""
+        try:
+            AuthService(self.ctx.db).authenticate("warm-up: a key no one holds")
+        except Unauthorized:
+            pass
+        with self.ctx.db.session() as s:
+            s.add(Evidence(project_id=project_id, kind="search", body={"warm_up": True}))
+            s.flush()
+            s.rollback()
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         """(ready, body): the warm-up finished and the database and vector store answer now."""
