@@ -162,7 +162,7 @@ def ingest_async(server: ServerProcess, index_id: str, documents: list[tuple[str
                 time.sleep(0.05)
             if job["status"] == "succeeded":
                 stats["documents"] += 1
-                stats["chunks"] += job["result"]["chunk_count"]
+                stats["chunks"] += job["result"]["chunks_embedded"]  # as the other routes count
             else:
                 stats["failed"] += 1
     finally:

@@ -25,6 +25,16 @@ from rag_service.services.search import SearchService
 
 log = logging.getLogger(__name__)
 WARM_INDEXES = 20  # a deployment with more loads the rest on first use
+WARM_QUERIES = (
+    "warm up the search path",
+    "how do cells respond to stress and what proteins are involved",
+    "effects of treatment on patient outcomes in clinical trials",
+    "data",
+    "the relationship between diet, exercise and long term health risks in adults",
+    "measurement methods for environmental change over decades",
+    "what causes this",
+    "genetic variation and disease",
+)
 
 
 class Readiness:
@@ -77,15 +87,21 @@ class Readiness:
             return
         try:
             service = SearchService(self.ctx)
-            service.retrieve(indexes, SearchParams(query="warm up the search path", top_k=10, mode="hybrid",
-                                                   explain=False))
-            # Then one whole search as a request runs it (access check, index defaults, the default
-            # request's document search, evidence shaping; nothing recorded), so the first real
-            # one finds its SQL statements compiled and its code paths loaded.
+            # Several retrievals with different queries: a store query touches its own part of the
+            # shard's memory-mapped vectors and graph, and the first queries after a start paid
+            # for those page faults (measured: the store's part of the first search at twice
+            # its later cost after one warm-up query).
+            for query in WARM_QUERIES:
+                service.retrieve(indexes, SearchParams(query=query, top_k=10, mode="hybrid", explain=False))
+            # Then whole searches as requests run them, over the latest index and over its whole
+            # project (access check, index defaults, the default request's document search,
+            # evidence shaping; nothing recorded), so the first real one finds its SQL
+            # statements compiled and its code paths loaded.
             latest = indexes[0]
-            service.search(Principal(project_id=latest.project_id, key_id=None, role="reader"),
-                           SearchParams(query="warm up the request path"), path_index=latest.id,
-                           record_evidence=False)
+            reader = Principal(project_id=latest.project_id, key_id=None, role="reader")
+            for path_index in (latest.id, None):
+                service.search(reader, SearchParams(query="warm up the request path"), path_index=path_index,
+                               record_evidence=False)
             self._warm_request_statements(latest.project_id)
             self.warm_up["search"] = "ok"
         except Exception as exc:  # noqa: BLE001 - a broken index shows in its own searches, not here

@@ -196,6 +196,11 @@ def test_async_ingest_job(api):
     done = wait_job(api, job["id"])
     assert done["status"] == "succeeded" and done["progress"] == 100 and done["result"]["version"] == 2
     assert done["attempts"] == 1 and done["started_at"] and done["finished_at"]
+    # The job answers as a synchronous upload does: chunks embedded and reused (the repeated
+    # sentence makes identical chunks, embedded once).
+    result = done["result"]
+    assert 0 < result["chunks_embedded"] < result["chunk_count"]
+    assert result["chunks_embedded"] + result["chunks_reused"] == result["chunk_count"]
     hits = api.search("pelican", i).json()["results"]
     assert hits and all(h["version"] == 2 for h in hits)
     # conditional async upload still answers 409 at once

@@ -65,7 +65,10 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
     with ctx.db.session() as s:
         s.exec(sql_delete(UploadBlob).where(UploadBlob.version_id == version.id))
         s.commit()
-    return {"document_id": document.id, "version": version.version, "chunk_count": len(chunks)}
+        done = s.get(DocumentVersion, version.id)
+    # As a synchronous upload answers: how many chunks the model embedded and how many it reused.
+    return {"document_id": document.id, "version": version.version, "chunk_count": len(chunks),
+            "chunks_embedded": done.chunks_embedded, "chunks_reused": done.chunks_reused}
 
 
 def wait_for_older_versions(handle: JobHandle, version: DocumentVersion, stuck_after_s: float = 300.0) -> None:
