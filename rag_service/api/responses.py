@@ -7,7 +7,6 @@ goes through jsonable_encoder, so the answer is the same either way."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -16,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 class PlainJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
-        try:
-            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        try:  # Starlette's own json.dumps settings, on the content as it is
+            return super().render(content)
         except TypeError:  # not plain JSON: the encoder FastAPI would have used
             return super().render(jsonable_encoder(content))

@@ -267,14 +267,14 @@ class SearchService:
         kept, stale = [], 0
         for c in candidates:
             doc_id = c.hit.payload.get("document_id")
-            current, deleted_at = docs.get(doc_id, (None, None))
+            found = docs.get(doc_id)
             version = c.hit.payload.get("version")
-            if doc_id not in docs or deleted_at is not None:
+            if found is None or found[1] is not None:  # gone, or deleted
                 ok = False
             elif p.include_history or p.as_of_version is not None:
                 ok = (doc_id, version) in ready
             else:
-                ok = version == current
+                ok = version == found[0]
             if ok:
                 kept.append(c)
             else:
