@@ -33,6 +33,10 @@ from rag_service.context import build_context
 from tests.conftest import new_key
 
 DURATION_S = 12.0
+# On a loaded CI machine 12 s can hold only a handful of searches; the race runs on
+# (up to HARD_STOP_S) until this many searches have overlapped the writers.
+MIN_SEARCHES = 20
+HARD_STOP_S = 90.0
 SHARED = ("shared-0.txt", "shared-1.txt")
 
 
@@ -67,7 +71,8 @@ class Ledger:
 def live_server(settings_factory, embedders):
     settings = settings_factory(rate_limit_per_minute=0)
     ctx = build_context(settings, embedders=embedders)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, ctx=ctx), host="127.0.0.1", port=0,
+    app = create_app(settings, ctx=ctx)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -75,6 +80,8 @@ def live_server(settings_factory, embedders):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    # As a client would: start only once the warm-up (encoder, parser pool) is done.
+    app.state.readiness.wait(120)
     yield url, new_key(ctx)
     server.should_exit = True
     thread.join(30)
@@ -108,7 +115,7 @@ def test_concurrent_writes_deletes_and_searches_keep_every_rule(live_server):
         rng = random.Random(seed)
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
             n = 0
-            while time.monotonic() < stop_at:
+            while running():
                 name = rng.choice(SHARED) if rng.random() < 0.7 else f"own-{seed}-{n}.txt"
                 upload(client, name, "upload")
                 n += 1
@@ -116,7 +123,7 @@ def test_concurrent_writes_deletes_and_searches_keep_every_rule(live_server):
     def conditional_uploader(seed):
         rng = random.Random(seed)
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            while time.monotonic() < stop_at:
+            while running():
                 name = rng.choice(SHARED)
                 r = client.get(f"/v1/indexes/{index_id}/documents/by-name/{name}")
                 upload(client, name, "cond_upload", r.json()["latest_version"])
@@ -124,7 +131,7 @@ def test_concurrent_writes_deletes_and_searches_keep_every_rule(live_server):
     def deleter(seed):
         rng = random.Random(seed)
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            while time.monotonic() < stop_at:
+            while running():
                 name = rng.choice(SHARED)
                 doc_id = client.get(f"/v1/indexes/{index_id}/documents/by-name/{name}").json()["id"]
                 for kind, method, path in (("delete", "DELETE", f"/v1/documents/{doc_id}"),
@@ -137,16 +144,22 @@ def test_concurrent_writes_deletes_and_searches_keep_every_rule(live_server):
     def searcher(seed):
         rng = random.Random(seed)
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            while time.monotonic() < stop_at:
+            while running():
                 sent = ledger.tick()
                 r = client.post(f"/v1/indexes/{index_id}/search",
                                 json={"query": "stress note", "mode": rng.choice(["lexical", "hybrid", "dense"]),
                                       "top_k": 20, "filters": {"name": list(SHARED)}})
                 hits = [(h["document_name"], h["version"]) for h in r.json().get("results", [])]
                 ledger.add(Event("search", "", sent, ledger.tick(), r.status_code, hits=hits))
+                searches_done.append(r.status_code)
 
     crashed: list[str] = []
-    stop_at = time.monotonic() + DURATION_S
+    searches_done: list[int] = []
+    started = time.monotonic()
+
+    def running() -> bool:
+        elapsed = time.monotonic() - started
+        return elapsed < DURATION_S or (len(searches_done) < MIN_SEARCHES and elapsed < HARD_STOP_S)
 
     def guarded(role, seed):
         try:
@@ -159,7 +172,7 @@ def test_concurrent_writes_deletes_and_searches_keep_every_rule(live_server):
     for w in workers:
         w.start()
     for w in workers:
-        w.join(DURATION_S + 120)
+        w.join(HARD_STOP_S + 120)
     events = ledger.events
     assert crashed == []
 
