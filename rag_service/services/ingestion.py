@@ -68,9 +68,10 @@ class IngestionService:
 
     # -- indexing ------------------------------------------------------------
     def index_version(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk],
-                      tokens: list[list[str]] | None = None) -> None:
+                      tokens: list[list[str]] | None = None) -> dict[str, int]:
         """Embed and upsert a version's chunks, then make it the served version. `tokens`: the
         chunks' BM25 tokens when the caller has them from parsing (else they are computed).
+        Returns the counts stored on the version: chunks_embedded and chunks_reused.
 
         On failure the version is marked failed and the previous version keeps serving.
         """
@@ -85,8 +86,9 @@ class IngestionService:
             if isinstance(exc, StoreUnavailable):
                 raise RetrievalUnavailable(f"vector store unavailable: {exc}", component="vector_store") from exc
             raise
-        self.promote(index, document.id, version.id, version.version,
-                     counts={"chunks_embedded": embedded, "chunks_reused": len(chunks) - embedded}, written_live=True)
+        counts = {"chunks_embedded": embedded, "chunks_reused": len(chunks) - embedded}
+        self.promote(index, document.id, version.id, version.version, counts=counts, written_live=True)
+        return counts
 
     def write_points(self, index: Index, document: Document, version: DocumentVersion, chunks: list[Chunk],
                       tokens: list[list[str]] | None = None, live: int = 0) -> int:

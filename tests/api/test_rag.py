@@ -2,9 +2,11 @@
 
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from rag_service.services.job_handlers.ingest import run_ingest
 from rag_service.stores.vector import DOCUMENT_POINT, Filter, Match
 from tests.conftest import Api, new_key
 
@@ -203,6 +205,13 @@ def test_async_ingest_job(api):
     assert result["chunks_embedded"] + result["chunks_reused"] == result["chunk_count"]
     hits = api.search("pelican", i).json()["results"]
     assert hits and all(h["version"] == 2 for h in hits)
+    # An attempt that finds the version already ready (the worker died after promoting it, before
+    # recording the job's end) answers with the same counts, from what the first attempt stored.
+    retry = SimpleNamespace(runner=SimpleNamespace(ctx=api.client.app.state.ctx), progress=lambda _: None,
+                            job=SimpleNamespace(params=done["params"]))
+    again = run_ingest(retry)
+    assert again["already_ready"] is True
+    assert {k: again[k] for k in result} == result
     # conditional async upload still answers 409 at once
     r = api.post(f"/v1/indexes/{i}/documents", params={"async": "true"}, data={"if_version": "1"},
                  files={"file": ("big.md", b"another")})

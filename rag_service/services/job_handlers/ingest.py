@@ -38,8 +38,9 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
                           .order_by(Chunk.ordinal)).all() if index else []
     if version is None or document is None or index is None:
         raise PermanentJobError("the version to ingest no longer exists")
-    if version.status == "ready":
-        return {"document_id": document.id, "version": version.version, "chunk_count": version.chunk_count, "already_ready": True}
+    if version.status == "ready":  # an earlier attempt finished it: answer with what it stored
+        return _result(document, version, version.chunk_count, {
+            "chunks_embedded": version.chunks_embedded, "chunks_reused": version.chunks_reused}) | {"already_ready": True}
     ingestion = IngestionService(ctx)
     handle.progress(5)
     tokens = None  # BM25 tokens from this parse, when there is one
@@ -61,14 +62,16 @@ def run_ingest(handle: JobHandle) -> dict[str, Any]:
             s.commit()
     handle.progress(30)
     wait_for_older_versions(handle, version)
-    ingestion.index_version(index, document, version, chunks, tokens)
+    counts = ingestion.index_version(index, document, version, chunks, tokens)
     with ctx.db.session() as s:
         s.exec(sql_delete(UploadBlob).where(UploadBlob.version_id == version.id))
         s.commit()
-        done = s.get(DocumentVersion, version.id)
+    return _result(document, version, len(chunks), counts)
+
+
+def _result(document: Document, version: DocumentVersion, chunk_count: int, counts: dict[str, int]) -> dict[str, Any]:
     # As a synchronous upload answers: how many chunks the model embedded and how many it reused.
-    return {"document_id": document.id, "version": version.version, "chunk_count": len(chunks),
-            "chunks_embedded": done.chunks_embedded, "chunks_reused": done.chunks_reused}
+    return {"document_id": document.id, "version": version.version, "chunk_count": chunk_count, **counts}
 
 
 def wait_for_older_versions(handle: JobHandle, version: DocumentVersion, stuck_after_s: float = 300.0) -> None:
