@@ -15,6 +15,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from pipelines.types import SparseVec
+from rag_service.stores.query_coalescer import QueryCoalescer
 from rag_service.stores.vector import (
     DENSE,
     SPARSE,
@@ -87,6 +88,8 @@ class EdgeVectorStore(VectorStore):
         self._shards: dict[str, qe.EdgeShard] = {}
         self._lock = threading.RLock()
         self._closed = False
+        # Concurrent searches of one shard run as one query_batch (stores/query_coalescer.py).
+        self._queries: QueryCoalescer[qe.QueryRequest, list[Any]] = QueryCoalescer()
 
     # -- collections -------------------------------------------------------
     def _save_aliases(self) -> None:
@@ -174,6 +177,15 @@ class EdgeVectorStore(VectorStore):
     def count(self, alias: str, filter: Filter | None = None) -> int:
         return int(self._shard(alias).count(qe.CountRequest(filter=to_edge_filter(filter), exact=True)))
 
+    def _query(self, shard: qe.EdgeShard, requests: list[qe.QueryRequest]) -> list[list[Any]]:
+        """Each request's points, in order; combined with other threads' queries of this shard."""
+        def execute(all_requests: list[qe.QueryRequest]) -> list[list[Any]]:
+            if len(all_requests) == 1:
+                return [shard.query(all_requests[0])]
+            return shard.query_batch(qe.QueryBatchRequest(all_requests))
+
+        return self._queries.run(id(shard), requests, execute)
+
     def search(self, alias: str, request: SearchRequest) -> SearchResult:
         shard = self._shard(alias)
         f = to_edge_filter(request.filter)
@@ -188,11 +200,11 @@ class EdgeVectorStore(VectorStore):
             return qe.QueryRequest(limit=limit, query=query, filter=f, with_payload=True)
 
         if request.mode == "dense":
-            return SearchResult(hits=_hits(shard.query(single(dense_q, request.limit))))
+            return SearchResult(hits=_hits(self._query(shard, [single(dense_q, request.limit)])[0]))
         if request.mode == "lexical":
             if not request.sparse.indices:
                 return SearchResult(hits=[])
-            return SearchResult(hits=_hits(shard.query(single(sparse_q, request.limit))))
+            return SearchResult(hits=_hits(self._query(shard, [single(sparse_q, request.limit)])[0]))
 
         n = max(request.prefetch_limit, request.limit)
         prefetches = [qe.Prefetch(limit=n, query=dense_q, filter=f)]
@@ -207,9 +219,9 @@ class EdgeVectorStore(VectorStore):
             with_payload=True,
         )
         if not request.with_components:
-            return SearchResult(hits=_hits(shard.query(fused)))
+            return SearchResult(hits=_hits(self._query(shard, [fused])[0]))
         batch = [fused, single(dense_q, n)] + ([single(sparse_q, n)] if request.sparse.indices else [])
-        results = shard.query_batch(qe.QueryBatchRequest(batch))
+        results = self._query(shard, batch)
         return SearchResult(
             hits=_hits(results[0]),
             dense=_hits(results[1]),
@@ -222,7 +234,7 @@ class EdgeVectorStore(VectorStore):
         batch = [qe.QueryRequest(limit=a.limit, query=qe.Query.Nearest(_vector(a.vector), using=a.using),
                                  filter=to_edge_filter(a.filter), with_payload=list(a.payload))
                  for a in arms]
-        return [_hits(r) for r in self._shard(alias).query_batch(qe.QueryBatchRequest(batch))]
+        return [_hits(r) for r in self._query(self._shard(alias), batch)]
 
     def point_vectors(self, alias: str, ids: list[str], using: VectorName) -> dict[str, list[float] | SparseVec]:
         if not ids:

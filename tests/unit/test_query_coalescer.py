@@ -1,0 +1,154 @@
+"""Concurrent store queries of one shard run as one batch call, and each caller gets its own answers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipelines.lexical import query_vector
+from rag_service.stores.edge import EdgeVectorStore
+from rag_service.stores.query_coalescer import QueryCoalescer
+from rag_service.stores.vector import Filter, Match, SearchRequest
+from tests.unit.test_vector_contract import ALIAS, DIM, DOCS, names, point
+
+
+def _wait_queued(coalescer: QueryCoalescer, key, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(coalescer._queued.get(key, [])) < n:
+        assert time.monotonic() < deadline, "the callers never queued"
+        time.sleep(0.005)
+
+
+class _Gate:
+    """An execute() that blocks its first call until released: callers that arrive meanwhile queue."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls: list[list[int]] = []
+
+    def __call__(self, queries: list[int]) -> list[int]:
+        self.calls.append(list(queries))
+        if len(self.calls) == 1:
+            assert self.release.wait(10)
+        if any(q < 0 for q in queries):
+            raise ValueError("a negative query")
+        return [q * 10 for q in queries]
+
+
+def _spawn(coalescer, gate, key, queries, answers, errors):
+    def go():
+        try:
+            answers[tuple(queries)] = coalescer.run(key, queries, gate)
+        except ValueError as exc:
+            errors[tuple(queries)] = exc
+    t = threading.Thread(target=go)
+    t.start()
+    return t
+
+
+def test_a_lone_caller_runs_its_queries_at_once():
+    coalescer: QueryCoalescer[int, int] = QueryCoalescer()
+    assert coalescer.run("s", [1, 2], lambda qs: [q + 1 for q in qs]) == [2, 3]
+    assert (coalescer.calls, coalescer.combined_calls) == (1, 0)
+    assert coalescer._queued == {} and coalescer._busy == set()
+
+
+def test_callers_that_arrive_during_a_call_share_the_next_one_and_get_their_own_answers():
+    coalescer: QueryCoalescer[int, int] = QueryCoalescer()
+    gate, answers, errors = _Gate(), {}, {}
+    first = _spawn(coalescer, gate, "s", [1], answers, errors)
+    while not gate.calls:
+        time.sleep(0.005)
+    others = []
+    for qs in ([2, 3], [4], [5, 6, 7]):
+        others.append(_spawn(coalescer, gate, "s", qs, answers, errors))
+        _wait_queued(coalescer, "s", len(others))
+    # Another shard is not held up by this one's call.
+    assert coalescer.run("other", [9], lambda qs: [q * 2 for q in qs]) == [18]
+    gate.release.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert gate.calls == [[1], [2, 3, 4, 5, 6, 7]]  # one call for all three, in arrival order
+    assert answers == {(1,): [10], (2, 3): [20, 30], (4,): [40], (5, 6, 7): [50, 60, 70]}
+    assert errors == {} and coalescer.combined_calls == 1
+    assert coalescer._queued == {} and coalescer._busy == set()
+
+
+def test_a_failing_call_raises_in_every_caller_it_served_and_the_shard_stays_usable():
+    coalescer: QueryCoalescer[int, int] = QueryCoalescer()
+    gate, answers, errors = _Gate(), {}, {}
+    first = _spawn(coalescer, gate, "s", [1], answers, errors)
+    while not gate.calls:
+        time.sleep(0.005)
+    bad = [_spawn(coalescer, gate, "s", [2], answers, errors)]
+    _wait_queued(coalescer, "s", 1)
+    bad.append(_spawn(coalescer, gate, "s", [-1], answers, errors))
+    _wait_queued(coalescer, "s", 2)
+    gate.release.set()
+    for t in [first, *bad]:
+        t.join(10)
+    assert answers == {(1,): [10]} and set(errors) == {(2,), (-1,)}
+    assert coalescer.run("s", [3], gate) == [30]
+
+
+def test_a_call_takes_at_most_max_batch_queries_and_the_rest_run_next():
+    coalescer: QueryCoalescer[int, int] = QueryCoalescer(max_batch=4)
+    gate, answers, errors = _Gate(), {}, {}
+    first = _spawn(coalescer, gate, "s", [1], answers, errors)
+    while not gate.calls:
+        time.sleep(0.005)
+    others = []
+    for qs in ([2, 3], [4, 5], [6], [7, 8, 9, 10, 11]):  # the last alone exceeds max_batch: it runs alone
+        others.append(_spawn(coalescer, gate, "s", qs, answers, errors))
+        _wait_queued(coalescer, "s", len(others))
+    gate.release.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert gate.calls == [[1], [2, 3, 4, 5], [6], [7, 8, 9, 10, 11]]
+    assert answers[(7, 8, 9, 10, 11)] == [70, 80, 90, 100, 110] and errors == {}
+
+
+def test_concurrent_edge_searches_combined_answer_as_each_alone(tmp_path):
+    """The real shard: dense, lexical and hybrid (with components) requests, queued behind a held
+    call and run as one query_batch, each get what they get when run alone."""
+    store = EdgeVectorStore(tmp_path / "qdrant")
+    try:
+        store.ensure_collection(ALIAS, DIM)
+        store.upsert(ALIAS, [point(n) for n in DOCS])
+        live = Filter(must=(Match("live", 1),))
+        requests = [
+            SearchRequest(mode="dense", limit=3, dense=[1.0, 0.0, 0.0, 0.0]),
+            SearchRequest(mode="dense", limit=2, dense=[0.0, 0.0, 1.0, 0.0], filter=live),
+            SearchRequest(mode="lexical", limit=5, sparse=query_vector("solar wind power")),
+            SearchRequest(mode="hybrid", limit=3, dense=[0.6, 0.8, 0.0, 0.0], sparse=query_vector("grid power")),
+            SearchRequest(mode="hybrid", limit=3, dense=[0.0, 0.0, 0.0, 1.0], sparse=query_vector("chess"),
+                          with_components=True),
+        ]
+        alone = [store.search(ALIAS, r) for r in requests]
+        shard = store._shard(ALIAS)
+        held, answers = threading.Event(), {}
+        holder = threading.Thread(target=store._queries.run, args=(id(shard), [None], lambda qs: [held.wait(10)]))
+        holder.start()
+        _wait_busy = time.monotonic() + 10
+        while id(shard) not in store._queries._busy:
+            assert time.monotonic() < _wait_busy
+            time.sleep(0.005)
+        threads = []
+        for i, r in enumerate(requests):
+            threads.append(threading.Thread(target=lambda i=i, r=r: answers.__setitem__(i, store.search(ALIAS, r))))
+            threads[-1].start()
+            _wait_queued(store._queries, id(shard), i + 1)
+        combined_before = store._queries.combined_calls
+        held.set()
+        for t in [holder, *threads]:
+            t.join(10)
+        assert store._queries.combined_calls == combined_before + 1
+        for i, expected in enumerate(alone):
+            got = answers[i]
+            assert names(got.hits) == names(expected.hits), requests[i]
+            assert [h.score for h in got.hits] == pytest.approx([h.score for h in expected.hits])
+            assert names(got.dense) == names(expected.dense) and names(got.lexical) == names(expected.lexical)
+    finally:
+        store.close()
