@@ -48,6 +48,17 @@ def _spawn(coalescer, gate, key, queries, answers, errors):
     return t
 
 
+def _hold_then_queue(coalescer, gate, later: list[list[int]], answers, errors) -> list[threading.Thread]:
+    """A first caller whose call blocks in `gate`, then `later` callers queued one by one, in order."""
+    threads = [_spawn(coalescer, gate, "s", [1], answers, errors)]
+    while not gate.calls:
+        time.sleep(0.005)
+    for n, qs in enumerate(later, start=1):
+        threads.append(_spawn(coalescer, gate, "s", qs, answers, errors))
+        _wait_queued(coalescer, "s", n)
+    return threads
+
+
 def test_a_lone_caller_runs_its_queries_at_once():
     coalescer: QueryCoalescer[int, int] = QueryCoalescer()
     assert coalescer.run("s", [1, 2], lambda qs: [q + 1 for q in qs]) == [2, 3]
@@ -58,17 +69,11 @@ def test_a_lone_caller_runs_its_queries_at_once():
 def test_callers_that_arrive_during_a_call_share_the_next_one_and_get_their_own_answers():
     coalescer: QueryCoalescer[int, int] = QueryCoalescer()
     gate, answers, errors = _Gate(), {}, {}
-    first = _spawn(coalescer, gate, "s", [1], answers, errors)
-    while not gate.calls:
-        time.sleep(0.005)
-    others = []
-    for qs in ([2, 3], [4], [5, 6, 7]):
-        others.append(_spawn(coalescer, gate, "s", qs, answers, errors))
-        _wait_queued(coalescer, "s", len(others))
+    threads = _hold_then_queue(coalescer, gate, [[2, 3], [4], [5, 6, 7]], answers, errors)
     # Another shard is not held up by this one's call.
     assert coalescer.run("other", [9], lambda qs: [q * 2 for q in qs]) == [18]
     gate.release.set()
-    for t in [first, *others]:
+    for t in threads:
         t.join(10)
     assert gate.calls == [[1], [2, 3, 4, 5, 6, 7]]  # one call for all three, in arrival order
     assert answers == {(1,): [10], (2, 3): [20, 30], (4,): [40], (5, 6, 7): [50, 60, 70]}
@@ -79,15 +84,9 @@ def test_callers_that_arrive_during_a_call_share_the_next_one_and_get_their_own_
 def test_a_failing_call_raises_in_every_caller_it_served_and_the_shard_stays_usable():
     coalescer: QueryCoalescer[int, int] = QueryCoalescer()
     gate, answers, errors = _Gate(), {}, {}
-    first = _spawn(coalescer, gate, "s", [1], answers, errors)
-    while not gate.calls:
-        time.sleep(0.005)
-    bad = [_spawn(coalescer, gate, "s", [2], answers, errors)]
-    _wait_queued(coalescer, "s", 1)
-    bad.append(_spawn(coalescer, gate, "s", [-1], answers, errors))
-    _wait_queued(coalescer, "s", 2)
+    threads = _hold_then_queue(coalescer, gate, [[2], [-1]], answers, errors)
     gate.release.set()
-    for t in [first, *bad]:
+    for t in threads:
         t.join(10)
     assert answers == {(1,): [10]} and set(errors) == {(2,), (-1,)}
     assert coalescer.run("s", [3], gate) == [30]
@@ -96,15 +95,10 @@ def test_a_failing_call_raises_in_every_caller_it_served_and_the_shard_stays_usa
 def test_a_call_takes_at_most_max_batch_queries_and_the_rest_run_next():
     coalescer: QueryCoalescer[int, int] = QueryCoalescer(max_batch=4)
     gate, answers, errors = _Gate(), {}, {}
-    first = _spawn(coalescer, gate, "s", [1], answers, errors)
-    while not gate.calls:
-        time.sleep(0.005)
-    others = []
-    for qs in ([2, 3], [4, 5], [6], [7, 8, 9, 10, 11]):  # the last alone exceeds max_batch: it runs alone
-        others.append(_spawn(coalescer, gate, "s", qs, answers, errors))
-        _wait_queued(coalescer, "s", len(others))
+    # The last alone exceeds max_batch: it runs alone.
+    threads = _hold_then_queue(coalescer, gate, [[2, 3], [4, 5], [6], [7, 8, 9, 10, 11]], answers, errors)
     gate.release.set()
-    for t in [first, *others]:
+    for t in threads:
         t.join(10)
     assert gate.calls == [[1], [2, 3, 4, 5], [6], [7, 8, 9, 10, 11]]
     assert answers[(7, 8, 9, 10, 11)] == [70, 80, 90, 100, 110] and errors == {}
@@ -131,9 +125,9 @@ def test_concurrent_edge_searches_combined_answer_as_each_alone(tmp_path):
         held, answers = threading.Event(), {}
         holder = threading.Thread(target=store._queries.run, args=(id(shard), [None], lambda qs: [held.wait(10)]))
         holder.start()
-        _wait_busy = time.monotonic() + 10
+        deadline = time.monotonic() + 10
         while id(shard) not in store._queries._busy:
-            assert time.monotonic() < _wait_busy
+            assert time.monotonic() < deadline
             time.sleep(0.005)
         threads = []
         for i, r in enumerate(requests):
