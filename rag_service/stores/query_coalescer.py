@@ -40,17 +40,16 @@ class QueryCoalescer(Generic[Q, R]):
     def __init__(self, max_batch: int = 32) -> None:
         self.max_batch = max_batch
         self._lock = threading.Lock()
-        self._queued: dict[Any, list[_Waiter[Q, R]]] = {}  # non-empty only while the key is busy
-        self._busy: set[Any] = set()
+        # A key is here exactly while a call for it runs; its list: the callers waiting for the next one.
+        self._queued: dict[Any, list[_Waiter[Q, R]]] = {}
         self.calls = 0  # store calls made, and how many of them combined several callers
         self.combined_calls = 0
 
     def run(self, key: Any, queries: Sequence[Q], execute: Callable[[list[Q]], list[R]]) -> list[R]:
         me: _Waiter[Q, R] = _Waiter(list(queries))
         with self._lock:
+            lead = key not in self._queued
             self._queued.setdefault(key, []).append(me)
-            lead = key not in self._busy
-            self._busy.add(key)
         if not lead:
             me.event.wait()
             if not me.lead:
@@ -84,7 +83,6 @@ class QueryCoalescer(Generic[Q, R]):
                 queue[0].event.set()
             else:
                 del self._queued[key]
-                self._busy.discard(key)
         for w in batch:
             w.event.set()
 

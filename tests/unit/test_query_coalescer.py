@@ -63,7 +63,7 @@ def test_a_lone_caller_runs_its_queries_at_once():
     coalescer: QueryCoalescer[int, int] = QueryCoalescer()
     assert coalescer.run("s", [1, 2], lambda qs: [q + 1 for q in qs]) == [2, 3]
     assert (coalescer.calls, coalescer.combined_calls) == (1, 0)
-    assert coalescer._queued == {} and coalescer._busy == set()
+    assert coalescer._queued == {}
 
 
 def test_callers_that_arrive_during_a_call_share_the_next_one_and_get_their_own_answers():
@@ -78,7 +78,7 @@ def test_callers_that_arrive_during_a_call_share_the_next_one_and_get_their_own_
     assert gate.calls == [[1], [2, 3, 4, 5, 6, 7]]  # one call for all three, in arrival order
     assert answers == {(1,): [10], (2, 3): [20, 30], (4,): [40], (5, 6, 7): [50, 60, 70]}
     assert errors == {} and coalescer.combined_calls == 1
-    assert coalescer._queued == {} and coalescer._busy == set()
+    assert coalescer._queued == {}
 
 
 def test_a_failing_call_raises_in_every_caller_it_served_and_the_shard_stays_usable():
@@ -126,7 +126,7 @@ def test_concurrent_edge_searches_combined_answer_as_each_alone(tmp_path):
         holder = threading.Thread(target=store._queries.run, args=(id(shard), [None], lambda qs: [held.wait(10)]))
         holder.start()
         deadline = time.monotonic() + 10
-        while id(shard) not in store._queries._busy:
+        while id(shard) not in store._queries._queued:
             assert time.monotonic() < deadline
             time.sleep(0.005)
         threads = []

@@ -47,6 +47,28 @@ def spin_rate(work) -> tuple[float, float, object]:
     return count[0] / wall / baseline, wall, result
 
 
+LIVE = qe.Filter(must=[qe.FieldCondition(key="live", match=qe.MatchValue(value=1))])
+
+
+def random_shard(rng: np.random.Generator, points: int, dim: int, datatype: str = "Float32") -> qe.EdgeShard:
+    """A fresh shard of `points` random vectors, each with the service's `live = 1` payload (indexed)."""
+    shard = qe.EdgeShard.create(tempfile.mkdtemp() + "/shard", qe.EdgeConfig(
+        vectors={"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine,
+                                           datatype=getattr(qe.VectorStorageDatatype, datatype))}))
+    shard.update(qe.UpdateOperation.create_field_index("live", qe.PayloadSchemaType.Integer))
+    for start in range(0, points, 2000):
+        block = rng.standard_normal((min(2000, points - start), dim)).astype(np.float32)
+        shard.update(qe.UpdateOperation.upsert_points(
+            [qe.Point(id=start + j + 1, vector={"dense": v.tolist()}, payload={"live": 1}) for j, v in enumerate(block)]))
+    return shard
+
+
+def random_queries(rng: np.random.Generator, n: int, dim: int) -> list[qe.QueryRequest]:
+    """Dense top-10 queries with the service's `live = 1` filter, as it sends them."""
+    return [qe.QueryRequest(query=qe.Query.Nearest(v.tolist(), using="dense"), filter=LIVE, limit=10, with_payload=False)
+            for v in rng.standard_normal((n, dim)).astype(np.float32)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
@@ -57,21 +79,12 @@ def main() -> None:
     ap.add_argument("--no-optimize", action="store_true", help="measure the plain segment only")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    shard = qe.EdgeShard.create(tempfile.mkdtemp() + "/shard", qe.EdgeConfig(
-        vectors={"dense": qe.EdgeVectorParams(size=args.dim, distance=qe.Distance.Cosine,
-                                           datatype=getattr(qe.VectorStorageDatatype, args.datatype))}))
-    shard.update(qe.UpdateOperation.create_field_index("live", qe.PayloadSchemaType.Integer))
-    for start in range(0, args.points, 2000):
-        block = rng.standard_normal((min(2000, args.points - start), args.dim)).astype(np.float32)
-        shard.update(qe.UpdateOperation.upsert_points(
-            [qe.Point(id=start + j + 1, vector={"dense": v.tolist()}, payload={"live": 1}) for j, v in enumerate(block)]))
-    live = qe.Filter(must=[qe.FieldCondition(key="live", match=qe.MatchValue(value=1))])
-    queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32).tolist()
+    shard = random_shard(rng, args.points, args.dim, args.datatype)
+    queries = random_queries(rng, args.queries, args.dim)
 
     def query_loop():
         for q in queries:
-            shard.query(qe.QueryRequest(query=qe.Query.Nearest(q, using="dense"), filter=live, limit=10,
-                                        with_payload=False))
+            shard.query(q)
 
     def alone(work) -> float:
         t = time.perf_counter()

@@ -2,25 +2,34 @@
 
     .venv/bin/python docs/studies/store/query_batch.py
 """
-import time, tempfile, numpy as np, qdrant_edge as qe
-N, D = 100_000, 384  # points, dimensions
-rng = np.random.default_rng(0)
-sh = qe.EdgeShard.create(tempfile.mkdtemp() + "/s", qe.EdgeConfig(vectors={"dense": qe.EdgeVectorParams(size=D, distance=qe.Distance.Cosine)}))
-sh.update(qe.UpdateOperation.create_field_index("live", qe.PayloadSchemaType.Integer))
-for i in range(0, N, 2000):
-    v = rng.standard_normal((2000, D)).astype(np.float32)
-    sh.update(qe.UpdateOperation.upsert_points([qe.Point(id=i + j + 1, vector={"dense": v[j].tolist()}, payload={"live": 1}) for j in range(2000)]))
-qs = rng.standard_normal((96, D)).astype(np.float32).tolist()
-live = qe.Filter(must=[qe.FieldCondition(key="live", match=qe.MatchValue(value=1))])
-req = lambda q: qe.QueryRequest(query=qe.Query.Nearest(q, using="dense"), filter=live, limit=10, with_payload=False)
-for rep in range(2):
-    t = time.perf_counter()
-    one = [sh.query(req(q)) for q in qs]
-    t1 = (time.perf_counter() - t) / len(qs) * 1000
-    for b in (2, 4, 8):
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import qdrant_edge as qe
+
+from edge_hnsw import random_queries, random_shard  # this folder is on sys.path when run as a script
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    shard = random_shard(rng, 100_000, 384)
+    queries = random_queries(rng, 96, 384)
+    for _ in range(2):
         t = time.perf_counter()
-        out = []
-        for i in range(0, len(qs), b): out += sh.query_batch(qe.QueryBatchRequest([req(q) for q in qs[i:i+b]]))
-        tb = (time.perf_counter() - t) / len(qs) * 1000
-        same = all([p.id for p in a] == [p.id for p in c] for a, c in zip(one, out))
-        print(f"single {t1:.2f} ms/query; batch {b}: {tb:.2f} ms/query, same results {same}")
+        alone = [shard.query(q) for q in queries]
+        single_ms = (time.perf_counter() - t) / len(queries) * 1000
+        for size in (2, 4, 8):
+            t = time.perf_counter()
+            batched = []
+            for i in range(0, len(queries), size):
+                batched += shard.query_batch(qe.QueryBatchRequest(queries[i:i + size]))
+            batch_ms = (time.perf_counter() - t) / len(queries) * 1000
+            same = all([p.id for p in a] == [p.id for p in b] for a, b in zip(alone, batched))
+            print(f"single {single_ms:.2f} ms/query; batch {size}: {batch_ms:.2f} ms/query, same results {same}")
+
+
+if __name__ == "__main__":
+    main()
