@@ -15,7 +15,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from pipelines.types import SparseVec
-from rag_service.stores.query_coalescer import QueryCoalescer
+from rag_service.stores.combining import Combiner
 from rag_service.stores.vector import (
     DENSE,
     SPARSE,
@@ -88,8 +88,8 @@ class EdgeVectorStore(VectorStore):
         self._shards: dict[str, qe.EdgeShard] = {}
         self._lock = threading.RLock()
         self._closed = False
-        # Concurrent searches of one shard run as one query_batch (stores/query_coalescer.py).
-        self._queries: QueryCoalescer[qe.QueryRequest, list[Any]] = QueryCoalescer()
+        # Concurrent searches of one shard run as one query_batch (stores/combining.py).
+        self._queries: Combiner[qe.QueryRequest, list[Any]] = Combiner()
 
     # -- collections -------------------------------------------------------
     def _save_aliases(self) -> None:

