@@ -24,6 +24,9 @@ from rag_service.services.common import Principal
 from rag_service.services.search import SearchService
 
 log = logging.getLogger(__name__)
+# Query lengths the encoder warm-up covers (one token a word; see _GroupEncoder.warm_up). Longer
+# queries are rare, and pay for their length's first use once.
+WARM_QUERY_WORDS = 96
 WARM_INDEXES = 20  # a deployment with more loads the rest on first use
 WARM_QUERIES = (
     "warm up the search path",
@@ -61,11 +64,7 @@ class Readiness:
             identity = self.ctx.embedders.load_default(settings.default_embedding_model, settings.embedding_backend,
                                                        settings.embedding_precision)
             self.encoder = identity.as_dict()
-            # One query-sized and one batch-sized call, through the encoder's own model thread
-            # (the one searches and uploads use): first calls pay for thread pools and allocation.
-            encoder = self.ctx.embedders.encoder(identity)
-            encoder.encode(["warm up the query path"])
-            encoder.encode([f"warm-up passage number {n} about nothing in particular" for n in range(8)])
+            self.ctx.embedders.encoder(identity).warm_up(WARM_QUERY_WORDS)
             if self.ctx.parser is not None:
                 self.ctx.parser.start()
             self._warm_search()

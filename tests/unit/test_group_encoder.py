@@ -94,3 +94,27 @@ def test_a_batch_stops_at_its_cap_and_the_rest_runs_next():
     # No call over the cap, except a single request bigger than the cap (it runs alone).
     assert all(n <= 5 or n == 7 for n in model.calls) and sum(model.calls) == 23
     assert len(model.calls) >= 5
+
+
+class RecordingEmbedder:
+    """Remembers the word counts of the texts of each call."""
+
+    name, dimension = "recording", 2
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def encode(self, texts):
+        self.calls.append([len(t.split()) for t in texts])
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+
+def test_the_warm_up_covers_every_query_length_once_per_encoder():
+    # Kernels are prepared per input shape: the first query of each length used to pay for it.
+    registry, model = EmbedderRegistry(), RecordingEmbedder()
+    registry.register(model)
+    encoder = registry.encoder("recording")
+    encoder.warm_up(12)
+    encoder.warm_up(12)  # a second app on the same registry (a restart in tests) does not repeat it
+    assert model.calls[:12] == [[n] for n in range(1, 13)]
+    assert len(model.calls) == 13 and len(model.calls[-1]) == 8  # and one batch-sized call
