@@ -125,9 +125,27 @@ class SentenceEmbedder:
         self.name = name
         self.precision = precision
         self.batch_size = batch_size
+        self.device = device
+        # On a CPU of several cores, the service runs two copies side by side, each on half of
+        # them (rag_service/stores/embedder.py _GroupEncoder): one OpenMP team over every core
+        # stalls whenever the service's other work preempts one of its threads.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.lanes = 2 if device == "cpu" and cores >= 2 else 1
+        self.lane_threads = max(1, cores // self.lanes)
         self.model_path = resolve_model_path(name)
         self._model = SentenceTransformer(self.model_path, device=device, model_kwargs=kwargs)
         self.dimension = int(self._model.get_embedding_dimension())
+
+    def replica(self) -> "SentenceEmbedder":
+        """Another copy of the same model, for a lane of its own."""
+        return SentenceEmbedder(self.name, self.precision, self.device, self.batch_size)
+
+    @staticmethod
+    def use_threads(threads: int) -> None:
+        """Intra-op threads of torch calls made from the calling thread (OpenMP's count is per thread)."""
+        import torch
+
+        torch.set_num_threads(threads)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:

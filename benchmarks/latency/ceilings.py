@@ -17,21 +17,24 @@ from rag_service.stores.vector import Filter, Match, SearchRequest
 
 
 def load_embedder(index: dict[str, Any], settings):
-    """The index's encoder exactly as the service loads it (same identity: model, backend and
-    precision `auto` resolved to; same batch size and device; ONNX builds from the server's cache)."""
+    """The index's encoder exactly as the service loads and runs it (same identity: model, backend
+    and precision `auto` resolved to; same batch size and device; ONNX builds from the server's
+    cache; its lanes, benchmarks/encoders.py as_served)."""
     from transformers.utils import logging as hf_logging
 
     from pipelines.embed import EncoderIdentity
     from pipelines.embed import load_embedder as load
 
     hf_logging.disable_progress_bar()  # the "Loading weights" bar: noise in a benchmark log
+    from benchmarks.encoders import as_served
+
     encoder = index.get("encoder") or {"model": index["embedding_model"]}
-    return load(EncoderIdentity(**encoder), settings.encoder_cache_dir, device=settings.embedding_device,
-                batch_size=settings.embedding_batch_size)
+    return as_served(load(EncoderIdentity(**encoder), settings.encoder_cache_dir, device=settings.embedding_device,
+                          batch_size=settings.embedding_batch_size))
 
 
 def encode_ceiling(embedder, texts: list[str], sample: int, seed: int) -> dict[str, Any]:
-    """Raw SentenceTransformer.encode throughput on chunk texts of this level, in service-sized batches."""
+    """Raw encode throughput (the model as the service runs it) on chunk texts of this level, in service-sized batches."""
     picked = random.Random(seed).sample(texts, min(sample, len(texts)))
     embedder.encode(picked[:64])  # warm-up: first-call allocations and thread pools
     started = time.perf_counter()

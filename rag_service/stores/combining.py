@@ -52,15 +52,22 @@ class Combiner(Generic[Q, R]):
         self.combined_calls = 0
 
     def run(self, key: Any, items: Sequence[Q], execute: Callable[[list[Q]], Sequence[R]]) -> Sequence[R]:
+        return self.run_any((key,), items, lambda _key, batch: execute(batch))
+
+    def run_any(self, keys: Sequence[Any], items: Sequence[Q],
+                execute: Callable[[Any, list[Q]], Sequence[R]]) -> Sequence[R]:
+        """`run` on whichever of `keys` (engines that answer alike, e.g. copies of one model) has
+        the fewest callers running or queued, chosen and joined in one step; `execute(key, batch)`."""
         me: _Waiter[Q, R] = _Waiter(list(items))
         with self._lock:
+            key = min(keys, key=lambda k: len(self._queued[k]) + 1 if k in self._queued else 0)
             lead = key not in self._queued
             self._queued.setdefault(key, []).append(me)
         if not lead:
             me.event.wait()
             if not me.lead:
                 return self._answer(me)
-        self._lead(key, execute)
+        self._lead(key, lambda batch: execute(key, batch))
         return self._answer(me)
 
     def _lead(self, key: Any, execute: Callable[[list[Q]], Sequence[R]]) -> None:

