@@ -161,3 +161,15 @@ def test_an_embedder_with_lanes_encodes_concurrent_calls_side_by_side_on_its_own
     assert [set(c.intra_op) for c in copies] == lanes
     # A lone call goes to an idle lane and is answered at once.
     assert registry.encode("laned", ["solo"]).tolist() == [[4, ord("s")]]
+
+
+def test_a_call_bigger_than_a_batch_is_split_across_the_lanes():
+    # One long document alone still uses every core: its texts go to both lanes at once.
+    copies: list = []
+    registry = EmbedderRegistry()
+    registry.register(LanedEmbedder(threading.Barrier(2, timeout=10), copies))
+    encoder = registry.encoder("laned")
+    encoder.max_batch = 3
+    texts = [f"overlap {n}" for n in range(6)]
+    assert encoder.encode(texts).tolist() == [[len(t), ord("o")] for t in texts]  # in order
+    assert all(c.threads for c in copies)  # both copies took part
