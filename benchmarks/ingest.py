@@ -8,7 +8,8 @@ Method (all figures from one run on one machine; the CPU model and flags are rec
 2. Encoder ceilings: every encoder variant (torch fp32/bf16, ONNX fp32/int8) encodes the
    same sample of the texts the service embeds for these chunks (an index's chunk vectors
    are titled: the document's title, its first paragraph here, in front of each chunk;
-   pipelines/chunk.py embedding_text), in service-sized batches, interleaved round by round
+   pipelines/chunk.py embedding_text), in service-sized batches and run as the service runs
+   it (its lanes: benchmarks/encoders.py as_served), interleaved round by round
    (benchmarks/encoders.py); the variant `auto` picks on this machine is recorded with
    its speed-up over torch fp32. Nothing else runs meanwhile (the server is stopped).
 3. API ingestion: `rag-service serve` (uvicorn, embedded SQLite + qdrant-edge, the

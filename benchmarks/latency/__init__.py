@@ -23,9 +23,10 @@ Method
   queries, and the server's peak RSS is read; then the server is stopped.
 * Ceilings are measured while the server is stopped (an embedded qdrant-edge
   shard has a single opener, and nothing else competes for the CPU):
-  - ingestion ceiling: SentenceTransformer.encode, loaded exactly as the service
-    loads it (pipelines.embed.SentenceEmbedder, same precision and batch size),
-    on a sample of the chunk texts uploaded at this level; chunks per second.
+  - ingestion ceiling: the index's encoder, loaded and run exactly as the service
+    runs it (same variant, precision and batch size, through the service's group
+    encoder with its lanes: benchmarks/encoders.py as_served), on a sample of the
+    chunk texts uploaded at this level; chunks per second.
   - search floor: the median time to embed one query the way SearchService does,
     plus the median time of the raw vector-store query the SearchService would
     send (the service's own EdgeVectorStore adapter and SearchRequest, same

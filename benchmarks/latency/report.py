@@ -67,8 +67,9 @@ def _ingestion(results: dict[str, Any]) -> list[str]:
         i = e["ingest"]
         lines.append(f"| {e['chunks']:,} | {i['chunks']:,} | {_f(i['seconds'])} | {_f(i['chunks_per_s'])} | "
                      f"{_f(i['encode_ceiling_chunks_per_s'])} | {_f(i.get('ratio'), 3)} | {i['failed']} |")
-    lines += ["", f"{s['upload_concurrency']} concurrent upload clients; the ceiling is SentenceTransformer.encode "
-              f"on up to {s['ceiling_sample']} of the same chunk texts, loaded as the service loads it, server stopped."]
+    lines += ["", f"{s['upload_concurrency']} concurrent upload clients; the ceiling is the index's encoder "
+              f"on up to {s['ceiling_sample']} of the same chunk texts, loaded and run as the service runs it (its "
+              f"lanes included), server stopped."]
     return lines
 
 
@@ -91,7 +92,8 @@ def _search(results: dict[str, Any]) -> list[str]:
 
 def _floor(results: dict[str, Any]) -> list[str]:
     modes = results["settings"]["modes"]
-    lines = ["", "Floor = median query embedding (SentenceEmbedder.encode of one query; none for lexical) + median "
+    lines = ["", "Floor = median query embedding (one query through the encoder as the service runs it, on one lane; "
+             "none for lexical) + median "
              "raw vector-store query (the service's EdgeVectorStore with the SearchRequest SearchService builds), "
              "measured in the benchmark process with the server stopped.", "",
              "| chunks | embed ms | " + " | ".join(f"{m} store ms" for m in modes) + " |",
