@@ -142,7 +142,10 @@ class SentenceEmbedder:
 
     @staticmethod
     def use_threads(threads: int) -> None:
-        """Intra-op threads of torch calls made from the calling thread (OpenMP's count is per thread)."""
+        """Intra-op threads of torch calls made from the calling thread. OpenMP's count is per
+        thread, but torch also keeps the last value process-wide (its parallel_for runs serially
+        when that is 1): every lane gets the same count, and torch work outside the lanes (an
+        `auto` probe for another model, an ONNX export) runs with it too."""
         import torch
 
         torch.set_num_threads(threads)

@@ -41,13 +41,15 @@ class _Waiter(Generic[Q, R]):
 class Combiner(Generic[Q, R]):
     """`run(key, items, execute)`: `execute(all_items)` answers a list of items in order (a list,
     or an array sliced per caller); calls with the same key (one shard, one model) are combined,
-    calls with other keys run independently."""
+    calls with other keys run independently. `run_any(keys, ...)`: the same on the least loaded
+    of several keys (copies of one engine)."""
 
     def __init__(self, max_batch: int = 32) -> None:
         self.max_batch = max_batch
         self._lock = threading.Lock()
         # A key is here exactly while a call for it runs; its list: the callers waiting for the next one.
         self._queued: dict[Any, list[_Waiter[Q, R]]] = {}
+        self._items: dict[Any, int] = {}  # per key, the items of its running call and its queue
         self.calls = 0  # engine calls made, and how many of them combined several callers
         self.combined_calls = 0
 
@@ -57,12 +59,14 @@ class Combiner(Generic[Q, R]):
     def run_any(self, keys: Sequence[Any], items: Sequence[Q],
                 execute: Callable[[Any, list[Q]], Sequence[R]]) -> Sequence[R]:
         """`run` on whichever of `keys` (engines that answer alike, e.g. copies of one model) has
-        the fewest callers running or queued, chosen and joined in one step; `execute(key, batch)`."""
+        the fewest items running or queued (a query does not join a lane busy with a full batch
+        when the other runs one query), chosen and joined in one step; `execute(key, batch)`."""
         me: _Waiter[Q, R] = _Waiter(list(items))
         with self._lock:
-            key = min(keys, key=lambda k: len(self._queued[k]) + 1 if k in self._queued else 0)
+            key = min(keys, key=lambda k: self._items.get(k, 0))
             lead = key not in self._queued
             self._queued.setdefault(key, []).append(me)
+            self._items[key] = self._items.get(key, 0) + len(me.items)
         if not lead:
             me.event.wait()
             if not me.lead:
@@ -90,6 +94,9 @@ class Combiner(Generic[Q, R]):
             for w in batch:
                 w.error = exc
         with self._lock:
+            self._items[key] -= size
+            if not self._items[key]:
+                del self._items[key]
             queue = self._queued[key]
             if queue:
                 queue[0].lead = True  # the oldest waiter runs the next call; the key stays busy

@@ -10,6 +10,7 @@ reverse. How `auto` picks an encoder is in rag_service/stores/encoder_choice.py.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import threading
 from pathlib import Path
 from typing import Callable, Protocol
@@ -23,6 +24,8 @@ from rag_service.db import Database
 from rag_service.errors import RetrievalUnavailable
 from rag_service.models import EmbeddingCache
 from rag_service.stores.combining import Combiner
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
@@ -53,9 +56,14 @@ class _GroupEncoder:
 
     def __init__(self, embedder: Embedder, max_batch: int = 96) -> None:
         self.embedder = embedder
-        lanes = max(1, int(getattr(embedder, "lanes", 1)))
+        self._models = [embedder]
+        try:
+            self._models += [embedder.replica() for _ in range(int(getattr(embedder, "lanes", 1)) - 1)]
+        except Exception as exc:  # noqa: BLE001 - one lane still serves; a second copy is an optimisation
+            log.warning("encoder %s: second lane unavailable, running one: %s", embedder.name, exc)
+            self._models = [embedder]
+        lanes = len(self._models)
         self._lanes = [cf.ThreadPoolExecutor(1, thread_name_prefix=f"encoder-lane{n}") for n in range(lanes)]
-        self._models = [embedder] + [embedder.replica() for _ in range(lanes - 1)]
         if lanes > 1:  # each lane's thread takes its share of the cores, once (torch: per thread)
             for lane, model in zip(self._lanes, self._models):
                 lane.submit(model.use_threads, embedder.lane_threads).result()
@@ -85,16 +93,20 @@ class _GroupEncoder:
         # A call bigger than a batch (a long document) is split across the lanes, so that one
         # upload alone still uses every core.
         parts = [texts[i:i + self.max_batch] for i in range(0, len(texts), self.max_batch)]
-        with cf.ThreadPoolExecutor(len(self._lanes), thread_name_prefix="encoder-split") as fan:
-            return np.concatenate(list(fan.map(self._encode_on_a_lane, parts)))
+        fan = cf.ThreadPoolExecutor(len(self._lanes), thread_name_prefix="encoder-split")
+        futures = [fan.submit(self._encode_on_a_lane, part) for part in parts]
+        try:
+            return np.concatenate([f.result() for f in futures])
+        finally:  # a failed part: the parts not started yet are dropped, not encoded for nothing
+            fan.shutdown(wait=False, cancel_futures=True)
 
     def _encode_on_a_lane(self, texts: list[str]) -> np.ndarray:
         return self._calls.run_any(range(len(self._lanes)), texts,
                                    lambda lane, batch: self._lanes[lane].submit(self._models[lane].encode, batch).result())
 
     def warm_up(self, query_words: int) -> None:
-        """Once per encoder: queries of 1 to `query_words` one-token words, then one batch-sized
-        call, on each lane's thread (the ones searches and uploads use). First calls pay for thread pools and
+        """Once per encoder: queries of 1 to `query_words` one-token words, then one call of 8
+        texts, on each lane's thread (the ones searches and uploads use). First calls pay for thread pools and
         allocation, and torch (oneDNN) and onnxruntime prepare kernels per input shape: the first
         query of each token length paid for it (measured with torch bf16 on AMX: 8 to 13 ms against
         6 ms once that length had been seen)."""

@@ -146,3 +146,40 @@ def test_concurrent_edge_searches_combined_answer_as_each_alone(tmp_path):
             assert names(got.dense) == names(expected.dense) and names(got.lexical) == names(expected.lexical)
     finally:
         store.close()
+
+
+def test_run_any_joins_the_key_with_the_fewest_items_running_or_queued():
+    # Two copies of one engine: a lone query must not wait behind one copy's full batch while
+    # the other copy runs a single query.
+    combiner: Combiner[int, int] = Combiner()
+    release = threading.Event()
+    ran: list[tuple[str, list[int]]] = []
+
+    def execute(key, items):
+        ran.append((key, list(items)))
+        assert release.wait(10)
+        return [i + 1 for i in items]
+
+    answers: dict[int, list[int]] = {}
+
+    def call(first: int, n: int) -> threading.Thread:
+        t = threading.Thread(target=lambda: answers.__setitem__(
+            first, list(combiner.run_any(("a", "b"), list(range(first, first + n)), execute))))
+        t.start()
+        return t
+
+    threads = [call(100, 5)]  # a batch of 5 on the first idle key
+    while len(ran) < 1:
+        time.sleep(0.005)
+    threads.append(call(200, 1))  # a query on the other, idle key
+    while len(ran) < 2:
+        time.sleep(0.005)
+    threads.append(call(300, 1))  # both busy: it joins the one with 1 item, not the one with 5
+    _wait_queued(combiner, "b", 1)
+    assert combiner._queued["a"] == []
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert [k for k, _ in ran] == ["a", "b", "b"]
+    assert answers == {100: [101, 102, 103, 104, 105], 200: [201], 300: [301]}
+    assert combiner._queued == {} and combiner._items == {}

@@ -173,3 +173,15 @@ def test_a_call_bigger_than_a_batch_is_split_across_the_lanes():
     texts = [f"overlap {n}" for n in range(6)]
     assert encoder.encode(texts).tolist() == [[len(t), ord("o")] for t in texts]  # in order
     assert all(c.threads for c in copies)  # both copies took part
+
+
+def test_an_embedder_whose_second_copy_fails_to_load_still_serves_on_one_lane():
+    class NoReplica(LanedEmbedder):
+        def replica(self):
+            raise MemoryError("no room for a second copy")
+
+    registry = EmbedderRegistry()
+    registry.register(NoReplica(threading.Barrier(1), []))
+    encoder = registry.encoder("laned")
+    assert encoder.lanes == 1
+    assert registry.encode("laned", ["one"]).tolist() == [[3, ord("o")]]
