@@ -43,9 +43,8 @@ def as_served(embedder):
     from rag_service.stores.embedder import EmbedderRegistry
 
     registry = EmbedderRegistry()
-    registry.register(embedder)
-    return registry.encoder(EncoderIdentity(embedder.name, getattr(embedder, "backend", "torch"),
-                                            getattr(embedder, "precision", "fp32")))
+    registry.register(embedder)  # pins the model's name to this embedder's identity
+    return registry.encoder(embedder.name)
 
 
 def load_variants(registry, model: str, variants: list[str]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import percentile, rounded
+from benchmarks.encoders import as_served
 from pipelines.lexical import query_vector
 from rag_service.stores.vector import Filter, Match, SearchRequest
 
@@ -26,8 +27,6 @@ def load_embedder(index: dict[str, Any], settings):
     from pipelines.embed import load_embedder as load
 
     hf_logging.disable_progress_bar()  # the "Loading weights" bar: noise in a benchmark log
-    from benchmarks.encoders import as_served
-
     encoder = index.get("encoder") or {"model": index["embedding_model"]}
     return as_served(load(EncoderIdentity(**encoder), settings.encoder_cache_dir, device=settings.embedding_device,
                           batch_size=settings.embedding_batch_size))
