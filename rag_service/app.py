@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         try:
             yield
         finally:
+            app.state.readiness.stop()
             if context.deliverer is not None:
                 context.deliverer.stop()
                 context.deliverer = None

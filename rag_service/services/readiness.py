@@ -49,6 +49,7 @@ class Readiness:
         self.encoder: dict[str, str] | None = None
         self.warm_up: dict[str, Any] = {"indexes": 0, "search": None}  # what the warm-up searched, for /v1/ready
         self._done = threading.Event()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -57,6 +58,11 @@ class Readiness:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
+
+    def stop(self) -> None:
+        """The service is shutting down: a warm-up still running will fail as the encoder, the
+        parser pool and the stores close under it; that is the shutdown, not a failed warm-up."""
+        self._stopping.set()
 
     def _warm_up(self) -> None:
         try:
@@ -72,7 +78,10 @@ class Readiness:
             log.info("ready after %.1f s", self.ready_after_s, extra={"ready_after_s": self.ready_after_s})
         except Exception as exc:  # reported by /v1/ready; the service keeps answering health
             self.error = f"{type(exc).__name__}: {exc}"[:500]
-            log.error("warm-up failed: %s", self.error)
+            if self._stopping.is_set():
+                log.info("warm-up stopped: the service is shutting down (%s)", self.error)
+            else:
+                log.error("warm-up failed: %s", self.error)
         finally:
             self._done.set()
 
