@@ -64,6 +64,13 @@ class Readiness:
         parser pool and the stores close under it; that is the shutdown, not a failed warm-up."""
         self._stopping.set()
 
+    def _report_failure(self, level: int, what: str, error: str) -> None:
+        """One rule for both of the warm-up's failure reports: under shutdown it is an info line."""
+        if self._stopping.is_set():
+            log.info("%s stopped: the service is shutting down (%s)", what, error)
+        else:
+            log.log(level, "%s failed: %s", what, error)
+
     def _warm_up(self) -> None:
         try:
             settings = self.ctx.settings
@@ -78,10 +85,7 @@ class Readiness:
             log.info("ready after %.1f s", self.ready_after_s, extra={"ready_after_s": self.ready_after_s})
         except Exception as exc:  # reported by /v1/ready; the service keeps answering health
             self.error = f"{type(exc).__name__}: {exc}"[:500]
-            if self._stopping.is_set():
-                log.info("warm-up stopped: the service is shutting down (%s)", self.error)
-            else:
-                log.error("warm-up failed: %s", self.error)
+            self._report_failure(logging.ERROR, "warm-up", self.error)
         finally:
             self._done.set()
 
@@ -114,7 +118,7 @@ class Readiness:
             self.warm_up["search"] = "ok"
         except Exception as exc:  # noqa: BLE001 - a broken index shows in its own searches, not here
             self.warm_up["search"] = "failed"
-            log.warning("warm-up search failed: %s", f"{type(exc).__name__}: {exc}"[:300])
+            self._report_failure(logging.WARNING, "warm-up search", f"{type(exc).__name__}: {exc}"[:300])
 
     def _warm_request_statements(self, project_id: str) -> None:
         """What a search request does around the search: the key lookup (with a key no one holds)

@@ -20,16 +20,14 @@ class _ClosingRegistry:
         raise RuntimeError("cannot schedule new futures after shutdown")
 
 
-def _readiness(registry_for) -> Readiness:
+def _readiness(registry: _ClosingRegistry) -> Readiness:
     settings = SimpleNamespace(default_embedding_model="m", embedding_backend="auto", embedding_precision="auto")
-    readiness = Readiness(SimpleNamespace(settings=settings, embedders=None, parser=None))
-    readiness.ctx.embedders = registry_for(readiness)
-    return readiness
+    return Readiness(SimpleNamespace(settings=settings, embedders=registry, parser=None))
 
 
 def test_a_warm_up_cut_short_by_shutdown_logs_no_error(caplog):
     gate = threading.Event()
-    readiness = _readiness(lambda r: _ClosingRegistry(gate))
+    readiness = _readiness(_ClosingRegistry(gate))
     with caplog.at_level(logging.INFO, logger="rag_service.services.readiness"):
         readiness.start()
         readiness.stop()
@@ -43,7 +41,7 @@ def test_a_warm_up_cut_short_by_shutdown_logs_no_error(caplog):
 def test_a_warm_up_that_fails_while_running_is_an_error(caplog):
     gate = threading.Event()
     gate.set()
-    readiness = _readiness(lambda r: _ClosingRegistry(gate))
+    readiness = _readiness(_ClosingRegistry(gate))
     with caplog.at_level(logging.INFO, logger="rag_service.services.readiness"):
         readiness.start()
         assert readiness.wait(10)
