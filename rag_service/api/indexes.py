@@ -43,6 +43,9 @@ class IndexPatch(BaseModel):
     privacy_tier: str | None = None
     bm25_k1: float | None = None
     bm25_b: float | None = None
+    # The document points' BM25 (document-level lexical search); a change re-encodes them.
+    document_bm25_k1: float | None = None
+    document_bm25_b: float | None = None
 
 
 @router.get("", responses=returns(IndexPage) | errors_for(*KEYED))

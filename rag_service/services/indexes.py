@@ -28,7 +28,8 @@ from rag_service.services.events import emit_document, reported_version
 from rag_service.services.ingestion import IngestionService
 from rag_service.stores.embedder import identity_of
 
-MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b", "search_defaults"}
+MUTABLE_FIELDS = {"name", "description", "privacy_tier", "bm25_k1", "bm25_b", "document_bm25_k1", "document_bm25_b",
+                  "search_defaults"}
 
 
 def index_view(index: Index, document_count: int, search: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -69,7 +70,8 @@ class IndexService:
         name = fields.get("name")
         if name is not None and (not str(name).strip() or len(name) > 200):
             raise ValidationFailed("name must be 1-200 characters", field="name")
-        for key, lo, hi in (("bm25_k1", 0.0, 10.0), ("bm25_b", 0.0, 1.0)):
+        for key, lo, hi in (("bm25_k1", 0.0, 10.0), ("bm25_b", 0.0, 1.0),
+                            ("document_bm25_k1", 0.0, 10.0), ("document_bm25_b", 0.0, 1.0)):
             if key in fields and fields[key] is not None and not lo <= float(fields[key]) <= hi:
                 raise ValidationFailed(f"{key} must be between {lo} and {hi}", field=key)
 
@@ -184,6 +186,8 @@ class IndexService:
                 raise Conflict(f"an index named {body.get('name')!r} already exists", field="name") from None
         if {"bm25_k1", "bm25_b"} & set(body):
             IngestionService(self.ctx).reencode_lexical(index_id)
+        if {"document_bm25_k1", "document_bm25_b"} & set(body):
+            IngestionService(self.ctx).reencode_documents(index_id)
         return self.view(self.get_owned(principal, index_id))
 
     def delete(self, principal: Principal, index_id: str) -> None:

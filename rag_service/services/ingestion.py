@@ -321,6 +321,12 @@ class IngestionService:
         """Re-encode every ready version's document point with the index's document BM25 settings."""
         with self.ctx.db.session() as s:
             index = s.get(Index, index_id)
+        return self.encode_document_points(index) if index is not None and index.document_bm25 else 0
+
+    def encode_document_points(self, index: Index) -> int:
+        """Rewrite the document points' BM25 vectors in `index.collection` with `index`'s document
+        k1, b and mean length (the live index's, or a tune job's shadow copy of it)."""
+        index_id = index.id
         params = Bm25Params(k1=index.document_bm25_k1, b=index.document_bm25_b,
                             avg_len=max(index.document_bm25_avg_len, 1.0))
         done, last_id = 0, ""
@@ -349,6 +355,11 @@ class IngestionService:
     def reencode_lexical(self, index_id: str) -> int:
         with self.ctx.db.session() as s:
             index = s.get(Index, index_id)
+        return self.encode_chunk_lexical(index) if index is not None else 0
+
+    def encode_chunk_lexical(self, index: Index) -> int:
+        """Rewrite the chunk points' BM25 vectors in `index.collection` with `index`'s k1, b and
+        mean length."""
         params = Bm25Params(k1=index.bm25_k1, b=index.bm25_b, avg_len=max(index.bm25_avg_len, 1.0))
         done, last_id = 0, ""
         while True:

@@ -97,10 +97,16 @@ def parse_eval_set(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, di
     return queries, {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in qrels.items()}
 
 
+Bm25K1 = Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)]
+Bm25B = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
 class TuneGrid(_Params):
     """The settings a tune job tries (job_handlers/tune.py settings_grid): every mode x prf; for
     lexical and hybrid every lexical_unit; for hybrid every fusion, with rrf_k x fusion_weights
-    for rrf and zscore_weights for zscore."""
+    for rrf and zscore_weights for zscore. Then (job_handlers/tune_bm25.py) the best setting
+    that has a lexical side again with every bm25_k1 x bm25_b, on a shadow copy of the index
+    (an empty list skips that round)."""
 
     modes: list[Mode] = Field(["hybrid", "dense", "lexical"], min_length=1, max_length=3)
     rrf_k: list[RrfK] = Field([20, 60, 120], min_length=1, max_length=8)
@@ -111,6 +117,10 @@ class TuneGrid(_Params):
     prf: list[StrictBool] = Field([True, False], min_length=1, max_length=2)
     # "document" is tried only on an index with document points (else it is chunk BM25 anyway).
     lexical_unit: list[LexicalUnit] = Field(["document", "chunk"], min_length=1, max_length=2)
+    # BM25 of the unit that setting searches (chunk points, or document points). The service's
+    # defaults are k1 1.2 / b 0.75 for chunks and 0.6 / 0.2 for documents: both are in the grid.
+    bm25_k1: list[Bm25K1] = Field([0.6, 0.9, 1.2, 1.6], max_length=6)
+    bm25_b: list[Bm25B] = Field([0.2, 0.4, 0.75], max_length=6)
 
 
 class TuneParams(EvalSet):

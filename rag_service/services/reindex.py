@@ -245,7 +245,8 @@ def latency_gate(old: dict[str, Any], new: dict[str, Any], modes: list[str], rat
             "latency_slack_ms": slack_ms, "modes": per_mode}
 
 
-def _drop_shadow(ctx, collection: str) -> None:
+def drop_shadow(ctx, collection: str) -> None:
+    """A shadow collection and its chunk rows, gone (a failed reindex, or a tune job done with it)."""
     from sqlmodel import delete
 
     ctx.vectors.drop_collection(collection)
@@ -357,7 +358,7 @@ def run_reindex(handle: JobHandle) -> dict[str, Any]:
               "encoder": {"old": identity_of(index).as_dict(), "new": encoder.as_dict()}}
     failed = [name for name, g in gates.items() if not g["passed"]]
     if failed:
-        _drop_shadow(ctx, collection)
+        drop_shadow(ctx, collection)
         reasons = {"precision": "new nDCG@10 worse than old by more than max_ndcg_drop: "
                                 + ", ".join(f"{m} {o:.4f} -> {n:.4f}" for m, (o, n) in worse.items()),
                    "latency": "new p95 latency above old p95 * max_latency_ratio + latency_slack_ms: "

@@ -4,7 +4,9 @@ winner as the index's defaults only when a paired test supports it."""
 from __future__ import annotations
 
 import pytest
+from sqlmodel import select
 
+from rag_service.models import Chunk
 from tests.api.test_rag import wait_job
 from tests.conftest import Api, new_key
 
@@ -80,7 +82,7 @@ def test_tune_stores_only_a_winner_the_paired_test_supports_and_searches_use_it(
     assert before["mode"] == "hybrid" and set(before["source"].values()) == {"service"}
     # modes: all three (the default); RRF without feedback over chunk BM25 only, to keep it short
     grid = {"rrf_k": [20, 60], "fusion_weights": [[1, 1], [1, 2], [2, 1]], "fusion": ["rrf"], "prf": [False],
-            "lexical_unit": ["chunk"]}
+            "lexical_unit": ["chunk"], "bm25_k1": []}
     r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index,
                                        "params": {"queries": queries, "qrels": qrels, "grid": grid}})
     assert r.status_code == 202, r.text
@@ -116,7 +118,7 @@ def test_tune_stores_only_a_winner_the_paired_test_supports_and_searches_use_it(
     r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index, "params": {
         "queries": easy, "qrels": {"q0": {"record0": 1, "page0_0": 1}},
         "grid": {"modes": ["hybrid", "lexical"], "rrf_k": [60], "fusion_weights": [[1, 1], [1, 2]],
-                 "fusion": ["rrf"], "prf": [False], "lexical_unit": ["chunk"]}}})
+                 "fusion": ["rrf"], "prf": [False], "lexical_unit": ["chunk"], "bm25_k1": []}}})
     job = wait_job(api, r.json()["id"], timeout=600)
     assert job["status"] == "succeeded", job
     assert job["result"]["applied"] is False and len(job["result"]["tried"]) == 4
@@ -134,3 +136,96 @@ def test_tune_stores_only_a_winner_the_paired_test_supports_and_searches_use_it(
     assert classes["tune"]["status"] == "live"
     status = api.get("/v1/rag/status").json()
     assert status["job_classes"]["tune"] == "live"
+
+
+# Per topic a short note that names the code once (relevant) and, for most topics, a long log that
+# names it three times among many other words. With the service's document BM25 (k1 0.6, b 0.2:
+# little length normalisation) the log outscores the note; with k1 1.2, b 0.75 the note wins.
+LOG_WORDS = ("inventory shipment warehouse pallet forklift invoice carrier freight manifest customs "
+             "container dock crane loading schedule route depot courier parcel tracking").split()
+
+
+def _log(i: int) -> str:
+    words = [LOG_WORDS[(i + n) % len(LOG_WORDS)] for n in range(120)]
+    for at in (10, 60, 110):
+        words[at] = code(i)
+    return " ".join(words) + "."
+
+
+@pytest.fixture
+def bm25_index(app_factory):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index = api.create_index("bm25-tuning")["id"]
+    queries, qrels = {}, {}
+    for i in range(12):
+        note = f"Note {code(i)}. {FILLERS[i % len(FILLERS)]}"
+        assert api.upload(index, f"note{i}.txt", note.encode(), name=f"note{i}").status_code == 201
+        if i >= 3:  # three topics with no log: every setting ranks their note first
+            assert api.upload(index, f"log{i}.txt", _log(i).encode(), name=f"log{i}").status_code == 201
+        queries[f"q{i}"] = code(i)
+        qrels[f"q{i}"] = {f"note{i}": 1}
+    # The index searches document BM25 alone, so the first round has one setting: the one in use.
+    lexical = {"mode": "lexical", "prf": False, "lexical_unit": "document"}
+    assert api.patch(f"/v1/indexes/{index}", json={"search_defaults": lexical}).status_code == 200
+    grid = {"modes": ["lexical"], "prf": [False], "lexical_unit": ["document"], "bm25_k1": [1.2], "bm25_b": [0.2, 0.75]}
+    return api, ctx, index, queries, qrels, grid
+
+
+def _top(api, index, query) -> str:
+    return api.search(query, index, result_type="document").json()["results"][0]["document_name"]
+
+
+def test_tune_tries_bm25_pairs_on_a_shadow_and_applies_a_supported_winner(bm25_index):
+    api, ctx, index, queries, qrels, grid = bm25_index
+    assert _top(api, index, queries["q5"]) == "log5"  # the service's document BM25 ranks the log first
+
+    def tune(alpha: float) -> dict:
+        r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index, "params": {
+            "queries": queries, "qrels": qrels, "grid": grid, "alpha": alpha}})
+        assert r.status_code == 202, r.text
+        job = wait_job(api, r.json()["id"], timeout=600)
+        assert job["status"] == "succeeded", job
+        return job["result"]
+
+    def shadow_gone(collection: str) -> bool:
+        with ctx.db.session() as s:
+            rows = s.exec(select(Chunk.id).where(Chunk.collection == collection)).all()
+        return not rows and not ctx.vectors.collection_exists(collection)
+
+    # A bar no result can pass: both pairs are tried on the shadow, and nothing live changes.
+    strict = tune(1e-300)
+    assert [t["bm25"] for t in strict["tried"]] == [{"unit": "document", "k1": 0.6, "b": 0.2},
+                                                   {"unit": "document", "k1": 1.2, "b": 0.2},
+                                                   {"unit": "document", "k1": 1.2, "b": 0.75}]
+    assert strict["tried"][0]["current"] and strict["best"]["bm25"] == {"unit": "document", "k1": 1.2, "b": 0.75}
+    assert strict["best"]["ndcg@10"] == 1.0 and strict["current"]["ndcg@10"] < 0.8
+    assert strict["applied"] is False and strict["bm25_changed"] is None
+    assert shadow_gone(strict["shadow_collection"])
+    view = api.get(f"/v1/indexes/{index}").json()["document_bm25"]
+    assert (view["k1"], view["b"]) == (0.6, 0.2)
+    assert _top(api, index, queries["q5"]) == "log5"
+
+    # At the usual bar the winner is applied: the live document vectors are re-encoded with it.
+    result = tune(0.05)
+    assert result["applied"] is True and result["p_value"] < 0.05, result["reason"]
+    assert result["bm25_changed"] == {"unit": "document", "k1": 1.2, "b": 0.75}
+    assert shadow_gone(result["shadow_collection"])
+    view = api.get(f"/v1/indexes/{index}").json()["document_bm25"]
+    assert (view["k1"], view["b"]) == (1.2, 0.75)
+    assert all(_top(api, index, q) == f"note{qid[1:]}" for qid, q in queries.items())
+    audit = api.get("/v1/audit-log", params={"action": "index.tuned"}).json()["items"]
+    assert audit[0]["detail"]["bm25"] == {"unit": "document", "k1": 1.2, "b": 0.75}
+
+    # PATCH sets the document BM25 by hand, re-encoding it too, and checks its range.
+    assert api.patch(f"/v1/indexes/{index}", json={"document_bm25_b": 1.5}).status_code == 422
+    back = api.patch(f"/v1/indexes/{index}", json={"document_bm25_k1": 0.6, "document_bm25_b": 0.2})
+    assert back.status_code == 200 and back.json()["document_bm25"]["b"] == 0.2
+    assert _top(api, index, queries["q5"]) == "log5"
+
+
+def test_a_tune_job_cannot_name_its_own_shadow(bm25_index):
+    api, _, index, queries, qrels, grid = bm25_index
+    r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index, "params": {
+        "queries": queries, "qrels": qrels, "_shadow": f"idx_{index}"}})
+    assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
