@@ -23,6 +23,7 @@ from benchmarks.common import BeirDataset, Progress, ServiceHarness, load_beir, 
 from benchmarks.quality_compare import (MAX_P, STAT_TEST, load_previous, missing_queries, paired_comparisons,
                                         save_runs, versus_published)
 from benchmarks.quality_report import write_chart, write_markdown
+from benchmarks.quality_tune import TUNED_MODE, add_arguments as add_tune_arguments, check_arguments, run_tune_job
 from benchmarks.references import published
 from benchmarks.report import write_json
 from rag_service.search_params import MAX_TOP_K
@@ -74,6 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--compare-to", type=Path, default=None, metavar="DIR",
                    help="a previous results directory (with runs/*.json): test each mode against its default run "
                         "(or its hybrid run if it has none) instead of this run's default")
+    add_tune_arguments(p)
     return p
 
 
@@ -294,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
         modes.insert(0, DEFAULT_MODE)
         log("no --compare-to: also running 'default', the control of the paired tests")
     previous = load_previous(args.compare_to) if args.compare_to else None  # fail before the long part
+    check_arguments(args)
     ds = load_beir(args.dataset, args.split, args.limit_docs, args.limit_queries)
     log(f"{ds.name}/{args.split}: {len(ds.corpus)} documents, {len(ds.queries)} queries"
         + (" (subset)" if ds.subset else ""))
@@ -352,6 +355,15 @@ def run(args: argparse.Namespace) -> int:
             results["modes"]["hybrid_tuned"] = {**mode_row(ds, run_, lat, short), **stats, **extra,
                                                 "tuned_on": f"{args.tune_split} split"}
             log(f"hybrid_tuned: {results['modes']['hybrid_tuned']}")
+        if args.tune_job:
+            results["tune_job"] = run_tune_job(h, index["id"], set(ds.corpus), args)
+            if results["tune_job"]["applied"]:  # the index's new defaults, on the test queries
+                run_, lat, short = search_mode(h, index["id"], ds, DEFAULT_MODE, explain, None, label=TUNED_MODE,
+                                               exclude_self=args.exclude_self)
+                runs[TUNED_MODE] = run_
+                results["modes"][TUNED_MODE] = {**mode_row(ds, run_, lat, short),
+                                                "tuned_on": f"{args.tune_job} split, by the tune job"}
+                log(f"{TUNED_MODE}: {results['modes'][TUNED_MODE]}")
 
     if not args.skip_baseline:
         for name, (k1, b) in BM25_VARIANTS.items():

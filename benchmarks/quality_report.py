@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality_tune import markdown_lines
 from benchmarks.references import COMPARABLE
 
 METRIC_LABELS = {"ndcg@10": "nDCG@10", "recall@100": "Recall@100", "mrr@10": "MRR@10"}
@@ -45,7 +46,7 @@ def index_lines(results: dict[str, Any]) -> list[str]:
 
 def comparison_lines(results: dict[str, Any]) -> list[str]:
     comparison = results.get("comparison")
-    if not comparison:
+    if not comparison or not comparison.get("modes"):  # e.g. only `default` was run: nothing to test
         return []
     control = comparison["control"]
     metrics = list(METRIC_LABELS)
@@ -170,6 +171,9 @@ def write_markdown(out: Path, results: dict[str, Any]) -> Path:
         lines += [f"| {g['rrf_k']} | {g['fusion_weights']} | {g['ndcg@10']:.4f}{' (best)' if g is best or g == best else ''} |"
                   for g in tuning["grid"]]
         lines += ["", "`hybrid_tuned` above is the test split searched with the best setting."]
+    tune_job = markdown_lines(results.get("tune_job"))
+    if tune_job:
+        lines += [""] + tune_job
     notes = results.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]

@@ -245,3 +245,45 @@ def test_exclude_self_drops_the_query_document_before_scoring(tmp_path):
     assert cell["control"] == before["modes"]["default"]["mrr@10"] and cell["delta"] > 0
     assert cell["wins"] == 4 and cell["p_value"] is not None and cell["significant"] == (cell["p_value"] <= 0.01)
     assert "`--exclude-self`" in (out / "results.md").read_text()
+
+
+def test_tune_job_runs_the_service_job_on_dev_queries_only(tiny_beir, tmp_path):
+    from benchmarks.__main__ import main
+
+    out = tmp_path / "tuned"
+    grid = {"modes": ["hybrid", "lexical"], "fusion": ["zscore"], "zscore_weights": [[0.6, 0.4]], "prf": [False],
+            "lexical_unit": ["document"], "bm25_k1": [0.9, 1.2], "bm25_b": [0.75]}
+    rc = main(["quality", "--dataset", str(tiny_beir), "--limit-docs", "40", "--limit-queries", "10",
+               "--modes", "lexical", "--skip-baseline", "--tune-job", "dev", "--tune-grid", json.dumps(grid),
+               "--out", str(out)])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    tune = results["tune_job"]
+    test_queries = set(json.loads((out / "runs" / "default.json").read_text()))
+    # Dev queries only, and only those whose judged document the 40-document index holds.
+    dev = {line.split("\t")[0] for line in (tiny_beir / "qrels" / "dev.tsv").read_text().splitlines()[1:]}
+    assert tune["queries"] + tune["queries_left_out"] == len(dev) and 0 < tune["queries"] < len(dev)
+    assert not test_queries & dev
+    # The settings in use, the grid's two settings, then the best lexical one with each pair but the
+    # index's own (document BM25 0.6 / 0.2 is not in this grid, so both pairs are tried).
+    assert len(tune["tried"]) == 5 and sum(t["current"] for t in tune["tried"]) == 1
+    pairs = [(t["bm25"]["k1"], t["bm25"]["b"]) for t in tune["tried"][3:]]
+    assert pairs == [(0.9, 0.75), (1.2, 0.75)] and {t["bm25"]["unit"] for t in tune["tried"]} == {"document"}
+    assert tune["grid"] == grid and tune["applied"] in (True, False) and tune["reason"]
+    # What the job chose is judged on the test queries only where it changed something.
+    assert ("default_tuned" in results["modes"]) == tune["applied"]
+    markdown = (out / "results.md").read_text()
+    assert "## The tune job on the dev split" in markdown and f"Applied: **{tune['applied']}**" in markdown
+    rows = _table_rows(markdown, "The tune job on the dev split")
+    assert len(rows) == 5
+
+
+def test_tune_job_options_are_checked_before_ingesting(tiny_beir, tmp_path):
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit, match="cannot apply --exclude-self"):
+        main(["quality", "--dataset", str(tiny_beir), "--tune-job", "dev", "--exclude-self"])
+    with pytest.raises(SystemExit, match="--tune-grid is not JSON"):
+        main(["quality", "--dataset", str(tiny_beir), "--tune-job", "dev", "--tune-grid", "{modes"])
+    with pytest.raises(SystemExit, match="needs --tune-job"):
+        main(["quality", "--dataset", str(tiny_beir), "--tune-grid", "{}"])

@@ -109,8 +109,9 @@ def _verdict(at: int, best: int, gain: float, p_value: float | None, metric: str
     if best == at:
         return applied, "the current settings scored best"
     if not applied:
+        p = "undefined" if p_value is None else f"{p_value:.4g}"
         return applied, (f"the best setting gains {gain:+.4f} {metric}, but the paired t-test gives "
-                         f"p = {p_value if p_value is not None else 'undefined'} (needs < {alpha})")
+                         f"p = {p} (needs < {alpha})")
     return applied, f"the best setting gains {gain:+.4f} {metric} at p = {p_value:.4g} < {alpha}"
 
 
