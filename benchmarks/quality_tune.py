@@ -19,7 +19,7 @@ from benchmarks.common import ServiceHarness, expect, load_beir, log
 TUNED_MODE = "default_tuned"
 TERMINAL = ("succeeded", "failed", "cancelled")
 # The fields of each setting tried that results.json keeps (the job's result has more).
-KEPT = ("settings", "bm25", "current", "ndcg@10", "recall@100", "mrr@10", "latency_ms_p50")
+KEPT = ("round", "settings", "bm25", "current", "control", "ndcg@10", "recall@100", "mrr@10", "latency_ms_p50")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,7 +79,10 @@ def run_tune_job(h: ServiceHarness, index_id: str, indexed: set[str], args: argp
     summary = {"split": args.tune_job, "queries": result["queries"], "queries_left_out": left_out,
                "seconds": seconds, "job_id": job["id"],
                "grid": params.get("grid", "the job's default grid"),
-               **{k: result[k] for k in ("metric", "alpha", "applied", "reason", "gain", "p_value", "bm25_changed")},
+               **{k: result[k] for k in ("metric", "alpha", "applied", "reason", "gain", "p_value",
+                                         "settings_changed", "bm25_changed")},
+               "bm25_round": result["bm25_round"] and {**result["bm25_round"], "control": _kept(
+                   result["bm25_round"]["control"]), "best": _kept(result["bm25_round"]["best"])},
                "current": _kept(result["current"]), "best": _kept(result["best"]),
                "tried": [_kept(t) for t in result["tried"]], "search_defaults": result["search_defaults"]}
     log(f"tune job: {len(summary['tried'])} settings in {seconds:.0f}s; applied {summary['applied']}: "
@@ -97,16 +100,21 @@ def markdown_lines(tune: dict[str, Any] | None) -> list[str]:
         return []
     metric = tune["metric"]
     lines = [f"## The tune job on the {tune['split']} split", "",
-             f"{tune['queries']} labelled queries, {len(tune['tried'])} settings tried in {tune['seconds']:.0f} s. "
+             f"{tune['queries']} labelled queries, {len(tune['tried'])} runs in {tune['seconds']:.0f} s: round 1 "
+             "tries search settings on the live index, round 2 BM25 k1 x b on a shadow copy, each against "
+             "its own control. "
              f"Applied: **{tune['applied']}** ({tune['reason']})."
              + (f" BM25 changed to {json.dumps(tune['bm25_changed'])}." if tune.get("bm25_changed") else "")
              + (" `default_tuned` above is the test split asked again with the default request." if tune["applied"]
                 else ""), "",
-             f"| # | settings | BM25 (unit, k1, b) | {metric} ({tune['split']}) | p50 ms |", "|---|---|---|---|---|"]
+             f"| # | round | settings | BM25 (unit, k1, b) | {metric} ({tune['split']}) | p50 ms |",
+             "|---|---|---|---|---|---|"]
     for n, row in enumerate(tune["tried"], 1):  # in the order the job tried them
         bm25 = row.get("bm25")
         bm25_text = f"{bm25['unit']} {bm25['k1']} {bm25['b']}" if bm25 else "-"
-        marks = [m for m, on in (("in use", row.get("current")), ("best", row == tune["best"])) if on]
-        lines.append(f"| {n} | `{json.dumps(row['settings'])}`{' (' + ', '.join(marks) + ')' if marks else ''} | "
-                     f"{bm25_text} | {row[metric]} | {row.get('latency_ms_p50', '')} |")
+        marks = [m for m, on in (("in use", row.get("current")), ("round 2's control", row.get("control")),
+                                 ("best", row == tune["best"])) if on]
+        lines.append(f"| {n} | {row.get('round', '')} | `{json.dumps(row['settings'])}`"
+                     f"{' (' + ', '.join(marks) + ')' if marks else ''} | {bm25_text} | {row[metric]} | "
+                     f"{row.get('latency_ms_p50', '')} |")
     return lines + [""]

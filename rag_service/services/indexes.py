@@ -171,6 +171,10 @@ class IndexService:
         index_id = self.get_owned(principal, index_id).id
         with self.ctx.db.session() as s:
             index = s.get(Index, index_id)
+            document_fields = sorted(k for k in ("document_bm25_k1", "document_bm25_b") if body.get(k) is not None)
+            if document_fields and not index.document_bm25:
+                raise ValidationFailed("this index has no document points (document_bm25 is off at creation): "
+                                       "its document BM25 cannot be set", fields=document_fields)
             if defaults is not None:  # {} (all null) hands every field back to the service's default
                 search_defaults.store(s, index_id, SearchDefaults.model_validate(defaults), "patch")
                 body["search_defaults"] = defaults
@@ -184,9 +188,10 @@ class IndexService:
                 s.commit()
             except IntegrityError:
                 raise Conflict(f"an index named {body.get('name')!r} already exists", field="name") from None
-        if {"bm25_k1", "bm25_b"} & set(body):
+        given = {k for k, v in body.items() if v is not None}  # a null changes nothing: nothing to re-encode
+        if {"bm25_k1", "bm25_b"} & given:
             IngestionService(self.ctx).reencode_lexical(index_id)
-        if {"document_bm25_k1", "document_bm25_b"} & set(body):
+        if {"document_bm25_k1", "document_bm25_b"} & given:
             IngestionService(self.ctx).reencode_documents(index_id)
         return self.view(self.get_owned(principal, index_id))
 

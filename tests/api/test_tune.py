@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from rag_service.models import Chunk
+from rag_service.models import Chunk, Index
 from tests.api.test_rag import wait_job
 from tests.conftest import Api, new_key
 
@@ -193,35 +193,64 @@ def test_tune_tries_bm25_pairs_on_a_shadow_and_applies_a_supported_winner(bm25_i
             rows = s.exec(select(Chunk.id).where(Chunk.collection == collection)).all()
         return not rows and not ctx.vectors.collection_exists(collection)
 
-    # A bar no result can pass: both pairs are tried on the shadow, and nothing live changes.
+    # Every sparse write while a job runs, by collection: a candidate pair must never reach live.
+    with ctx.db.session() as s:
+        live = s.get(Index, index).collection
+    writes: list[str] = []
+    update_sparse = ctx.vectors.update_sparse
+
+    def spy(collection, *args, **kwargs):
+        writes.append(collection)
+        return update_sparse(collection, *args, **kwargs)
+
+    ctx.vectors.update_sparse = spy
+
+    # A bar no result can pass: the pair in use and both candidates are judged on the shadow.
     strict = tune(1e-300)
-    assert [t["bm25"] for t in strict["tried"]] == [{"unit": "document", "k1": 0.6, "b": 0.2},
-                                                   {"unit": "document", "k1": 1.2, "b": 0.2},
-                                                   {"unit": "document", "k1": 1.2, "b": 0.75}]
+    assert [(t["round"], t["bm25"]) for t in strict["tried"]] == [
+        (1, {"unit": "document", "k1": 0.6, "b": 0.2}), (2, {"unit": "document", "k1": 0.6, "b": 0.2}),
+        (2, {"unit": "document", "k1": 1.2, "b": 0.2}), (2, {"unit": "document", "k1": 1.2, "b": 0.75})]
+    control = strict["bm25_round"]["control"]
+    assert control["control"] and control["ndcg@10"] == strict["current"]["ndcg@10"] < 0.8
     assert strict["tried"][0]["current"] and strict["best"]["bm25"] == {"unit": "document", "k1": 1.2, "b": 0.75}
-    assert strict["best"]["ndcg@10"] == 1.0 and strict["current"]["ndcg@10"] < 0.8
-    assert strict["applied"] is False and strict["bm25_changed"] is None
+    assert strict["best"]["ndcg@10"] == 1.0 and strict["bm25_round"]["gain"] > 0.2
+    assert strict["applied"] is False and strict["bm25_changed"] is None and strict["settings_changed"] is False
+    assert writes and live not in writes and set(writes) == {strict["shadow_collection"]}
     assert shadow_gone(strict["shadow_collection"])
     view = api.get(f"/v1/indexes/{index}").json()["document_bm25"]
     assert (view["k1"], view["b"]) == (0.6, 0.2)
     assert _top(api, index, queries["q5"]) == "log5"
+    defaults = api.get(f"/v1/indexes/{index}").json()["search_defaults"]["source"]
 
     # At the usual bar the winner is applied: the live document vectors are re-encoded with it.
+    writes.clear()
     result = tune(0.05)
-    assert result["applied"] is True and result["p_value"] < 0.05, result["reason"]
+    assert result["applied"] is True and result["bm25_round"]["p_value"] < 0.05, result["reason"]
     assert result["bm25_changed"] == {"unit": "document", "k1": 1.2, "b": 0.75}
+    # Only after the decision does live get the pair: the shadow's writes come first, then live's.
+    assert writes[-1] == live and live not in writes[:-1]
     assert shadow_gone(result["shadow_collection"])
+    # A BM25-only winner leaves the search defaults where they were (none newly pinned by the job).
+    assert result["settings_changed"] is False
+    assert api.get(f"/v1/indexes/{index}").json()["search_defaults"]["source"] == defaults
     view = api.get(f"/v1/indexes/{index}").json()["document_bm25"]
     assert (view["k1"], view["b"]) == (1.2, 0.75)
     assert all(_top(api, index, q) == f"note{qid[1:]}" for qid, q in queries.items())
     audit = api.get("/v1/audit-log", params={"action": "index.tuned"}).json()["items"]
     assert audit[0]["detail"]["bm25"] == {"unit": "document", "k1": 1.2, "b": 0.75}
+    assert audit[0]["detail"]["bm25_before"] == {"unit": "document", "k1": 0.6, "b": 0.2}
+    assert audit[0]["detail"]["settings"] is None
 
     # PATCH sets the document BM25 by hand, re-encoding it too, and checks its range.
     assert api.patch(f"/v1/indexes/{index}", json={"document_bm25_b": 1.5}).status_code == 422
     back = api.patch(f"/v1/indexes/{index}", json={"document_bm25_k1": 0.6, "document_bm25_b": 0.2})
     assert back.status_code == 200 and back.json()["document_bm25"]["b"] == 0.2
     assert _top(api, index, queries["q5"]) == "log5"
+    # An index without document points has no document BM25 to set: a 422, not a silent 200.
+    chunks_only = api.post("/v1/indexes", json={"name": "chunks-only", "document_bm25": False}).json()["id"]
+    refused = api.patch(f"/v1/indexes/{chunks_only}", json={"document_bm25_k1": 0.9})
+    assert refused.status_code == 422 and refused.json()["code"] == "validation_error", refused.text
+    assert api.get(f"/v1/indexes/{chunks_only}").json()["document_bm25"]["k1"] == 0.6
 
 
 def test_a_tune_job_cannot_name_its_own_shadow(bm25_index):
@@ -229,3 +258,32 @@ def test_a_tune_job_cannot_name_its_own_shadow(bm25_index):
     r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index, "params": {
         "queries": queries, "qrels": qrels, "_shadow": f"idx_{index}"}})
     assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
+    assert "_shadow" in r.text
+
+
+def test_a_bm25_change_while_the_job_measures_makes_it_apply_nothing(bm25_index, monkeypatch):
+    from sqlalchemy import update
+
+    from rag_service.services.job_handlers import tune
+
+    api, ctx, index, queries, qrels, grid = bm25_index
+    set_bm25 = tune.set_bm25
+
+    def patched_meanwhile(*args, **kwargs):  # an operator's PATCH lands while round 2 runs
+        with ctx.db.session() as s:
+            s.exec(update(Index).where(Index.id == index).values(document_bm25_k1=0.9))
+            s.commit()
+        return set_bm25(*args, **kwargs)
+
+    monkeypatch.setattr(tune, "set_bm25", patched_meanwhile)
+    r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index, "params": {
+        "queries": queries, "qrels": qrels, "grid": grid}})
+    job = wait_job(api, r.json()["id"], timeout=600)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    # Round 2 found a supported winner, but not for the pair the index now has: nothing applied.
+    assert result["applied"] is False and result["bm25_changed"] is None
+    assert "changed while the job ran" in result["reason"]
+    view = api.get(f"/v1/indexes/{index}").json()["document_bm25"]
+    assert (view["k1"], view["b"]) == (0.9, 0.2)
+    assert not api.get("/v1/audit-log", params={"action": "index.tuned"}).json()["items"]

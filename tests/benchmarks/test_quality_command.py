@@ -264,18 +264,20 @@ def test_tune_job_runs_the_service_job_on_dev_queries_only(tiny_beir, tmp_path):
     dev = {line.split("\t")[0] for line in (tiny_beir / "qrels" / "dev.tsv").read_text().splitlines()[1:]}
     assert tune["queries"] + tune["queries_left_out"] == len(dev) and 0 < tune["queries"] < len(dev)
     assert not test_queries & dev
-    # The settings in use, the grid's two settings, then the best lexical one with each pair but the
-    # index's own (document BM25 0.6 / 0.2 is not in this grid, so both pairs are tried).
-    assert len(tune["tried"]) == 5 and sum(t["current"] for t in tune["tried"]) == 1
+    # The settings in use and the grid's two; then, on the shadow, the pair in use (document BM25
+    # 0.6 / 0.2, not in this grid) as the control and both of the grid's pairs.
+    assert len(tune["tried"]) == 6 and sum(t["current"] for t in tune["tried"]) == 1
     pairs = [(t["bm25"]["k1"], t["bm25"]["b"]) for t in tune["tried"][3:]]
-    assert pairs == [(0.9, 0.75), (1.2, 0.75)] and {t["bm25"]["unit"] for t in tune["tried"]} == {"document"}
-    assert tune["grid"] == grid and tune["applied"] in (True, False) and tune["reason"]
-    # What the job chose is judged on the test queries only where it changed something.
-    assert ("default_tuned" in results["modes"]) == tune["applied"]
+    assert pairs == [(0.6, 0.2), (0.9, 0.75), (1.2, 0.75)] and {t["bm25"]["unit"] for t in tune["tried"]} == {"document"}
+    assert tune["grid"] == grid and tune["reason"]
+    # Every setting answers these easy queries perfectly: a tie keeps the settings in use, so the
+    # job changes nothing and there is no `default_tuned` pass.
+    assert tune["applied"] is False and tune["best"]["ndcg@10"] == tune["current"]["ndcg@10"] == 1.0
+    assert "default_tuned" not in results["modes"]
     markdown = (out / "results.md").read_text()
     assert "## The tune job on the dev split" in markdown and f"Applied: **{tune['applied']}**" in markdown
     rows = _table_rows(markdown, "The tune job on the dev split")
-    assert len(rows) == 5
+    assert len(rows) == 6
 
 
 def test_tune_job_options_are_checked_before_ingesting(tiny_beir, tmp_path):

@@ -19,11 +19,13 @@ from rag_service.services import search_defaults
 from rag_service.services.common import Principal, audit
 from rag_service.services.job_handle import JobHandle
 from rag_service.services.job_handlers.tune_bm25 import (
-    apply_bm25,
     bm25_of,
     candidate_pairs,
+    reencode_live,
     set_bm25,
+    set_live_bm25,
     shadow_copy,
+    unit_on,
 )
 from rag_service.services.job_params import TuneParams, parse_eval_set
 from rag_service.services.reindex import run_metrics, timed_ranking
@@ -39,14 +41,9 @@ def _setting(mode: str, prf: bool, lexical_unit: str | None = None, fusion: str 
             "fusion": fusion, "prf": prf, "lexical_unit": lexical_unit}
 
 
-def _unit_on(index: Index, unit: str) -> str:
-    """The lexical unit a search of this index runs: chunk BM25 where it has no document points."""
-    return unit if index.document_bm25 else "chunk"
-
-
 def settings_grid(params: TuneParams, index: Index) -> list[dict[str, Any]]:
     g = params.grid
-    units = list(dict.fromkeys(_unit_on(index, u) for u in g.lexical_unit))
+    units = list(dict.fromkeys(unit_on(index, u) for u in g.lexical_unit))
     grid: list[dict[str, Any]] = []
     for mode in g.modes:
         for prf in g.prf:
@@ -67,7 +64,7 @@ def settings_grid(params: TuneParams, index: Index) -> list[dict[str, Any]]:
 def _key(setting: dict[str, Any], index: Index) -> tuple:
     """What tells two settings apart: the fields the mode uses (rrf_k only under rrf fusion), with
     lexical_unit as it runs on this index."""
-    mode, unit = setting["mode"], _unit_on(index, setting.get("lexical_unit") or "document")
+    mode, unit = setting["mode"], unit_on(index, setting.get("lexical_unit") or "document")
     if mode == "dense":
         return mode, bool(setting.get("prf"))
     if mode == "lexical":
@@ -133,51 +130,97 @@ def run_tune(handle: JobHandle) -> dict[str, Any]:
         grid.insert(0, current)  # the settings in use are always judged on the same queries
     search = SearchService(ctx)
     tried, runs = [], []
-    rounds = len(grid) + len(params.grid.bm25_k1) * len(params.grid.bm25_b)  # for progress only
+    bm25_round = bool(params.grid.bm25_k1 and params.grid.bm25_b)
+    share = 50 if bm25_round else 95  # of the progress bar, for the first round
     for n, setting in enumerate(grid):
         run, latencies = _judged(search, index, setting, queries, params.top_k)
         runs.append(run)
-        tried.append({"settings": setting, "bm25": bm25_of(setting, index),
+        tried.append({"round": 1, "settings": setting, "bm25": bm25_of(setting, index),
                       "current": _key(setting, index) == _key(current, index), **run_metrics(run, latencies, qrels)})
-        handle.progress(90 * (n + 1) / rounds)
+        handle.progress(share * (n + 1) / len(grid))
     at = next(i for i, t in enumerate(tried) if t["current"])
-    # Best by the metric; a tie keeps the current settings (no change without a difference).
-    by_metric = sorted(range(len(tried)), key=lambda i: (tried[i][params.metric], i == at), reverse=True)
-    lexical = next((i for i in by_metric if tried[i]["bm25"] is not None), None)
-    pairs = candidate_pairs(params.grid, tried[lexical]["bm25"]) if lexical is not None else []
-    shadow_collection = None
-    if pairs:
-        base = tried[lexical]
-        unit = base["bm25"]["unit"]
-        with shadow_copy(handle, index) as shadow:
-            shadow_collection = shadow.collection
-            for n, (k1, b) in enumerate(pairs):
-                set_bm25(ctx, shadow, unit, k1, b)
-                run, latencies = _judged(search, shadow, base["settings"], queries, params.top_k)
-                runs.append(run)
-                tried.append({"settings": base["settings"], "bm25": {"unit": unit, "k1": k1, "b": b},
-                              "current": False, **run_metrics(run, latencies, qrels)})
-                handle.progress(90 * (len(grid) + n + 1) / rounds)
+    # Round 1, on the live collection: the best by the metric against the settings in use (a tie
+    # keeps them: no change without a difference).
     best = max(range(len(tried)), key=lambda i: (tried[i][params.metric], i == at))
     p_value = None if best == at else _paired_p_value(qrels, runs[at], runs[best], params.metric)
     gain = tried[best][params.metric] - tried[at][params.metric]
-    applied, reason = _verdict(at, best, gain, p_value, params.metric, params.alpha)
-    winner = tried[best]["settings"]
-    new_bm25 = tried[best]["bm25"] if tried[best]["bm25"] != bm25_of(winner, index) else None
-    if applied:
-        if new_bm25:  # first the vectors: the defaults that rank with them follow
-            apply_bm25(ctx, index.id, new_bm25)
-        with ctx.db.session() as s:
-            chosen = SearchDefaults(**winner)
-            search_defaults.store(s, index.id, chosen, "tune", job.id)
-            principal = Principal(project_id=job.project_id, key_id=job.created_by_key_id, role="editor")
-            audit(s, principal, "index.tuned", "index", index.id, settings=chosen.model_dump(exclude_none=True),
-                  bm25=new_bm25, job_id=job.id, metric=params.metric, gain=round(gain, 4), p_value=p_value)
-            s.commit()
-    handle.progress(100)
+    settings_applied, reason = _verdict(at, best, gain, p_value, params.metric, params.alpha)
+    # Round 2 tunes BM25 for the settings the index will run, on a shadow, each pair against the
+    # pair in use judged on the same shadow (its chunks may differ from the live ones: a shadow is
+    # re-chunked from each version's text, so only shadow runs are compared with each other).
+    base = tried[best] if settings_applied else tried[at]
+    pairs = candidate_pairs(params.grid, base["bm25"]) if bm25_round and base["bm25"] else []
+    second, shadow_collection = None, None
+    if pairs:
+        unit = base["bm25"]["unit"]
+        with shadow_copy(handle, index, progress=lambda n, total: handle.progress(share + 5 * n / total)) as shadow:
+            shadow_collection = shadow.collection
+            first = len(tried)
+            for n, (k1, b) in enumerate([(base["bm25"]["k1"], base["bm25"]["b"])] + pairs):
+                if n:  # the shadow starts with the live index's k1 and b: the control
+                    set_bm25(ctx, shadow, unit, k1, b)
+                run, latencies = _judged(search, shadow, base["settings"], queries, params.top_k)
+                runs.append(run)
+                tried.append({"round": 2, "settings": base["settings"], "bm25": {"unit": unit, "k1": k1, "b": b},
+                              "current": False, "control": n == 0, **run_metrics(run, latencies, qrels)})
+                handle.progress(share + 5 + (90 - share) * (n + 1) / (len(pairs) + 1))
+        second = _bm25_verdict(tried, runs, first, qrels, params)
+    handle.progress(96)  # the last point a cancel is honoured: after it the job may change the index
+    changed = _apply(ctx, job, index, params, tried[best]["settings"] if settings_applied else None,
+                     second["best"]["bm25"] if second and second["applied"] else None, base["bm25"],
+                     gain, p_value, second)
+    if second:
+        reason += f"; BM25: {second['reason']}"
+    if changed is None:  # the index's BM25 changed while the job measured: nothing applied
+        settings_applied, reason = False, "the index's BM25 k1 or b changed while the job ran: nothing applied"
+        second = {**second, "applied": False}
+    applied = settings_applied or bool(second and second["applied"])
+    shown = second["best"] if second and second["best"] is not second["control"] else tried[best]
     return {"index_id": index.id, "metric": params.metric, "queries": len(queries), "alpha": params.alpha,
-            "current": tried[at], "best": tried[best], "gain": round(gain, 4), "p_value": p_value,
-            "applied": applied, "reason": reason, "bm25_changed": new_bm25 if applied else None,
+            "current": tried[at], "best": shown, "gain": round(gain, 4), "p_value": p_value,
+            "applied": applied, "reason": reason,
+            "settings_changed": settings_applied, "bm25_changed": changed.get("bm25") if changed else None,
+            "bm25_round": second,
             "shadow_collection": shadow_collection, "tried": tried,
             "search_defaults": search_defaults.effective(ctx.settings, search_defaults.stored_defaults(
                 ctx.db, [index.id]).get(index.id))}
+
+
+def _bm25_verdict(tried: list[dict], runs: list[dict], first: int, qrels: dict,
+                  params: TuneParams) -> dict[str, Any]:
+    """Round 2's decision: its best pair against its control (the pair in use, same shadow)."""
+    best = max(range(first, len(tried)), key=lambda i: (tried[i][params.metric], i == first))
+    p_value = None if best == first else _paired_p_value(qrels, runs[first], runs[best], params.metric)
+    gain = tried[best][params.metric] - tried[first][params.metric]
+    applied, reason = _verdict(first, best, gain, p_value, params.metric, params.alpha)
+    if best == first:
+        reason = "the k1 and b in use scored best"
+    return {"control": tried[first], "best": tried[best], "gain": round(gain, 4), "p_value": p_value,
+            "applied": applied, "reason": reason}
+
+
+def _apply(ctx, job, index: Index, params: TuneParams, settings: dict[str, Any] | None,
+           bm25: dict[str, Any] | None, measured: dict[str, Any] | None,
+           gain: float, p_value: float | None, second: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The winning settings and BM25 pair, with their audit row, in one transaction; then the live
+    vectors are re-encoded for the new pair (as a PATCH does). None when the BM25 the job measured
+    is no longer the index's (a PATCH while it ran): nothing is applied then."""
+    if settings is None and bm25 is None:
+        return {}
+    with ctx.db.session() as s:
+        if bm25 is not None and not set_live_bm25(s, index.id, measured, bm25):
+            s.rollback()
+            return None
+        if settings is not None:
+            chosen = SearchDefaults(**settings)
+            search_defaults.store(s, index.id, chosen, "tune", job.id)
+        principal = Principal(project_id=job.project_id, key_id=job.created_by_key_id, role="editor")
+        audit(s, principal, "index.tuned", "index", index.id,
+              settings=SearchDefaults(**settings).model_dump(exclude_none=True) if settings else None,
+              bm25=bm25, bm25_before=measured if bm25 else None, job_id=job.id, metric=params.metric,
+              gain=round(gain, 4) if settings else None, p_value=p_value if settings else None,
+              bm25_gain=second["gain"] if bm25 else None, bm25_p_value=second["p_value"] if bm25 else None)
+        s.commit()
+    if bm25 is not None:
+        reencode_live(ctx, index.id, bm25["unit"])
+    return {"bm25": bm25}
