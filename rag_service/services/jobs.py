@@ -186,7 +186,8 @@ class JobRunner(ClaimLoops):
     thread_name = "job-runner"
 
     def __init__(self, ctx: ServiceContext, lease_seconds: float = 60.0, poll_seconds: float = 0.5,
-                 handlers: dict[str, Callable[[JobHandle], dict]] | None = None, concurrency: int = 1) -> None:
+                 handlers: dict[str, Callable[[JobHandle], dict]] | None = None, concurrency: int = 1,
+                 leftovers: dict[str, Callable[[Any, Job], None]] | None = None) -> None:
         # The handlers come from the composition root (rag_service.services.job_handlers.build_job_runner).
         # Several loops at once: ingest jobs of many async uploads then overlap (one parses
         # while another embeds) and share model batches, as a batch upload's files do.
@@ -194,6 +195,9 @@ class JobRunner(ClaimLoops):
         self.ctx = ctx
         self.lease_seconds = lease_seconds
         self.handlers = handlers or {}
+        # Per job class: what an attempt leaves for the next one to reuse or drop (a shadow
+        # collection), cleared when no attempt will come (given up, or cancelled between attempts).
+        self.leftovers = leftovers or {}
         self.running: set[str] = set()
 
     @property
@@ -256,11 +260,23 @@ class JobRunner(ClaimLoops):
                       "result": job_summary(job.result), "error": job.error}, index_id=job.index_id)
             s.commit()
 
+    def _clear_leftovers(self, job: Job) -> None:
+        clear = self.leftovers.get(job.job_class)
+        if clear is None:
+            return
+        try:
+            clear(self.ctx, job)
+        except Exception:  # the job still ends; what is left is logged, not fatal
+            log.warning("job %s (%s): could not clear what its last attempt left", job.id, job.job_class,
+                        exc_info=True)
+
     def _execute(self, job: Job) -> None:
         if job.cancel_requested:
+            self._clear_leftovers(job)
             self._finish(job.id, status="cancelled")
             return
         if job.attempts > job.max_attempts:
+            self._clear_leftovers(job)
             self._finish(job.id, status="failed", error=f"gave up after {job.max_attempts} attempts")
             return
         handler = self.handlers.get(job.job_class)

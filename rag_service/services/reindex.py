@@ -255,6 +255,18 @@ def drop_shadow(ctx, collection: str) -> None:
         s.commit()
 
 
+def drop_left_shadow(ctx, job: Job) -> None:
+    """The shadow a job's last attempt was building (its name in params["_shadow"]), dropped when
+    no attempt will follow; unless a reindex swap already made it an index's live collection."""
+    collection = (job.params or {}).get("_shadow")
+    if not collection:
+        return
+    with ctx.db.session() as s:
+        if s.exec(select(Index.id).where(Index.collection == collection)).first() is not None:
+            return
+    drop_shadow(ctx, collection)
+
+
 def _refresh_chunk_counts(ctx, index_id: str, collection: str) -> None:
     with ctx.db.session() as s:
         counts = dict(s.exec(select(Chunk.version_id, func.count(Chunk.id)).where(Chunk.collection == collection)

@@ -287,3 +287,42 @@ def test_a_bm25_change_while_the_job_measures_makes_it_apply_nothing(bm25_index,
     view = api.get(f"/v1/indexes/{index}").json()["document_bm25"]
     assert (view["k1"], view["b"]) == (0.9, 0.2)
     assert not api.get("/v1/audit-log", params={"action": "index.tuned"}).json()["items"]
+
+
+def test_a_job_given_up_after_a_killed_attempt_drops_the_shadow_it_left(bm25_index):
+    from datetime import timedelta
+
+    from rag_service.models import Job, utcnow
+    from rag_service.services.job_handlers import build_job_runner
+
+    api, ctx, index, queries, qrels, grid = bm25_index
+    with ctx.db.session() as s:
+        live = s.get(Index, index)
+        project, live_collection, dim = live.project_id, live.collection, live.embedding_dim
+    runner = build_job_runner(ctx)  # not started: its _execute is driven by hand, as a claim would
+
+    def killed_on_its_last_attempt(job_class: str, shadow: str) -> Job:
+        # What a SIGKILLed last attempt leaves: the job still leased, its shadow named in params.
+        job = Job(project_id=project, job_class=job_class, index_id=index, status="running",
+                  params={"queries": queries, "qrels": qrels, "_shadow": shadow},
+                  attempts=4, max_attempts=3, lease_owner=runner.owner,
+                  lease_expires_at=utcnow() + timedelta(minutes=5))
+        with ctx.db.session() as s:
+            s.add(job)
+            s.commit()
+            s.refresh(job)
+        return job
+
+    left = f"idx_{index}_tune_deadbeef"
+    ctx.vectors.ensure_collection(left, dim)
+    job = killed_on_its_last_attempt("tune", left)
+    runner._execute(job)
+    assert api.get(f"/v1/rag/jobs/{job.id}").json()["status"] == "failed"
+    assert not ctx.vectors.collection_exists(left)
+
+    # A reindex that swapped before it was killed named what is now the live collection: kept.
+    job = killed_on_its_last_attempt("reindex", live_collection)
+    runner._execute(job)
+    assert api.get(f"/v1/rag/jobs/{job.id}").json()["status"] == "failed"
+    assert ctx.vectors.collection_exists(live_collection)
+    assert _top(api, index, queries["q0"]) == "note0"

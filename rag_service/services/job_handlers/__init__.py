@@ -25,6 +25,10 @@ HANDLERS: dict[str, Callable[[JobHandle], dict[str, Any]]] = {
 }
 
 
+# What a killed attempt leaves for the next: both keep their shadow collection's name in params.
+LEFTOVERS = {"reindex": reindex.drop_left_shadow, "tune": reindex.drop_left_shadow}
+
+
 def build_job_runner(ctx: ServiceContext, **options: Any) -> JobRunner:
     """The runner of the API process and of `rag-service worker`, with every live handler."""
-    return JobRunner(ctx, handlers=HANDLERS, **options)
+    return JobRunner(ctx, handlers=HANDLERS, leftovers=LEFTOVERS, **options)
