@@ -253,10 +253,12 @@ def test_tune_tries_bm25_pairs_on_a_shadow_and_applies_a_supported_winner(bm25_i
     assert api.get(f"/v1/indexes/{chunks_only}").json()["document_bm25"]["k1"] == 0.6
 
 
-def test_a_tune_job_cannot_name_its_own_shadow(bm25_index):
-    api, _, index, queries, qrels, grid = bm25_index
+def test_a_tune_job_cannot_name_its_own_shadow(app_factory):
+    client, ctx = app_factory()
+    api = Api(client, new_key(ctx))
+    index = api.create_index("shadowless")["id"]
     r = api.post("/v1/rag/jobs", json={"job_class": "tune", "index_id": index, "params": {
-        "queries": queries, "qrels": qrels, "_shadow": f"idx_{index}"}})
+        "queries": {"q0": "anything"}, "qrels": {"q0": {"d0": 1}}, "_shadow": f"idx_{index}"}})
     assert r.status_code == 422 and r.json()["code"] == "validation_error", r.text
     assert "_shadow" in r.text
 
