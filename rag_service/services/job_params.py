@@ -104,9 +104,9 @@ Bm25B = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 class TuneGrid(_Params):
     """The settings a tune job tries (job_handlers/tune.py settings_grid): every mode x prf; for
     lexical and hybrid every lexical_unit; for hybrid every fusion, with rrf_k x fusion_weights
-    for rrf and zscore_weights for zscore. Then (job_handlers/tune_bm25.py) the best setting
-    that has a lexical side again with every bm25_k1 x bm25_b, on a shadow copy of the index
-    (an empty list skips that round)."""
+    for rrf and zscore_weights for zscore. Then (job_handlers/tune_bm25.py) the settings the index
+    will run after that round, if they have a lexical side, with every bm25_k1 x bm25_b on a
+    shadow copy of the index (an empty list skips that round)."""
 
     modes: list[Mode] = Field(["hybrid", "dense", "lexical"], min_length=1, max_length=3)
     rrf_k: list[RrfK] = Field([20, 60, 120], min_length=1, max_length=8)

@@ -1,11 +1,12 @@
-"""The `tune` job: evaluation as a product feature. Every setting of the grid (each mode x prf,
-lexical_unit, and for hybrid each fusion with its weights and rrf_k) is run on the index with a
-labelled set. Then the best setting with a lexical side is run again with each BM25 k1 x b of the
-grid, on a shadow copy of the index (tune_bm25.py): one coordinate at a time, so the job costs
-the sum of the two grids, not their product. The best by params.metric replaces the index's
-search defaults (and BM25 k1, b) only when it beats the settings the index uses now and ranx's
-paired t-test over the queries supports the difference (p < params.alpha). Otherwise nothing
-changes. The result lists every setting tried, with its metrics."""
+"""The `tune` job: evaluation as a product feature, in two rounds, each judged against its own
+control on the same collection. Round 1 runs every setting of the grid (each mode x prf,
+lexical_unit, and for hybrid each fusion with its weights and rrf_k) on the index with a labelled
+set, against the settings in use. Round 2 runs the settings the index will use after round 1
+with each BM25 k1 x b of the grid, on a shadow copy of the index (tune_bm25.py), against the pair
+in use on that same shadow: one coordinate at a time, so the job costs the sum of the two grids,
+not their product. A round's best is applied only when it beats its control and ranx's paired
+t-test over the queries supports the difference (p < params.alpha). Otherwise nothing changes.
+The result lists every setting tried, with its metrics."""
 
 from __future__ import annotations
 
@@ -211,12 +212,12 @@ def _apply(ctx, job, index: Index, params: TuneParams, settings: dict[str, Any] 
         if bm25 is not None and not set_live_bm25(s, index.id, measured, bm25):
             s.rollback()
             return None
-        if settings is not None:
-            chosen = SearchDefaults(**settings)
+        chosen = SearchDefaults(**settings) if settings is not None else None
+        if chosen is not None:
             search_defaults.store(s, index.id, chosen, "tune", job.id)
         principal = Principal(project_id=job.project_id, key_id=job.created_by_key_id, role="editor")
         audit(s, principal, "index.tuned", "index", index.id,
-              settings=SearchDefaults(**settings).model_dump(exclude_none=True) if settings else None,
+              settings=chosen.model_dump(exclude_none=True) if chosen else None,
               bm25=bm25, bm25_before=measured if bm25 else None, job_id=job.id, metric=params.metric,
               gain=round(gain, 4) if settings else None, p_value=p_value if settings else None,
               bm25_gain=second["gain"] if bm25 else None, bm25_p_value=second["p_value"] if bm25 else None)

@@ -90,15 +90,14 @@ def shadow_copy(handle: JobHandle, index: Index, progress=None) -> Iterator[Inde
 
 def set_bm25(ctx, shadow: Index, unit: str, k1: float, b: float) -> None:
     """Rewrite the shadow copy's BM25 vectors of `unit` with k1 and b (never the live index's)."""
-    target = shadow
     k1_field, b_field = BM25_FIELDS[unit]
-    setattr(target, k1_field, k1)
-    setattr(target, b_field, b)
+    setattr(shadow, k1_field, k1)
+    setattr(shadow, b_field, b)
     ingestion = IngestionService(ctx)
     if unit == "document":
-        ingestion.encode_document_points(target)
+        ingestion.encode_document_points(shadow)
     else:
-        ingestion.encode_chunk_lexical(target)
+        ingestion.encode_chunk_lexical(shadow)
 
 
 def set_live_bm25(s, index_id: str, measured: dict[str, Any], bm25: dict[str, Any]) -> bool:
