@@ -40,6 +40,27 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+JOB_ENDED = ("succeeded", "failed", "cancelled")
+
+
+def wait_for_job(get: Callable[[str], Any], job_id: str, poll_s: float, timeout_s: float | None = None,
+                 every_s: float | None = None) -> dict[str, Any]:
+    """GET /v1/rag/jobs/{id} through `get` (a client's get) until the job has ended, logging its
+    progress every `every_s` seconds; SystemExit once it has run past `timeout_s`."""
+    started = said = time.perf_counter()
+    while True:
+        job = expect(get(f"/v1/rag/jobs/{job_id}"), 200)
+        if job["status"] in JOB_ENDED:
+            return job
+        now = time.perf_counter()
+        if timeout_s is not None and now - started > timeout_s:
+            raise SystemExit(f"job {job_id} did not finish in {timeout_s:.0f} s: {job['status']}")
+        if every_s is not None and now - said > every_s:
+            said = now
+            log(f"job {job_id}: {job['status']}, {job.get('progress')} %")
+        time.sleep(poll_s)
+
+
 def rounded(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(float(value), digits)
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import cpu_info, expect, load_beir, log, rounded, run_threads
+from benchmarks.common import cpu_info, expect, load_beir, log, rounded, run_threads, wait_for_job
 from benchmarks.encoders import encoder_registry, measure_variants
 from benchmarks.parse_speed import parse_mb_per_s
 from benchmarks.report import write_results
@@ -159,11 +159,7 @@ def ingest_async(server: ServerProcess, index_id: str, documents: list[tuple[str
     client = Client(server)
     try:
         for job_id in jobs:
-            while True:
-                job = expect(client.http.get(f"/v1/rag/jobs/{job_id}"), 200)
-                if job["status"] in ("succeeded", "failed", "cancelled"):
-                    break
-                time.sleep(0.05)
+            job = wait_for_job(client.http.get, job_id, poll_s=0.05)
             if job["status"] == "succeeded":
                 stats["documents"] += 1
                 stats["chunks"] += job["result"]["chunks_embedded"]  # as the other routes count

@@ -14,10 +14,9 @@ import json
 import time
 from typing import Any
 
-from benchmarks.common import ServiceHarness, expect, load_beir, log
+from benchmarks.common import ServiceHarness, expect, load_beir, log, wait_for_job
 
 TUNED_MODE = "default_tuned"
-TERMINAL = ("succeeded", "failed", "cancelled")
 # The fields of each setting tried that results.json keeps (the job's result has more).
 KEPT = ("round", "settings", "bm25", "current", "control", "ndcg@10", "recall@100", "mrr@10", "latency_ms_p50")
 
@@ -63,15 +62,8 @@ def run_tune_job(h: ServiceHarness, index_id: str, indexed: set[str], args: argp
     started = time.perf_counter()
     job = expect(h.client.post("/v1/rag/jobs", headers=h.headers,
                                json={"job_class": "tune", "index_id": index_id, "params": params}), 202)
-    deadline, said = started + args.tune_timeout_min * 60, started
-    while job["status"] not in TERMINAL:
-        if time.perf_counter() > deadline:
-            raise SystemExit(f"tune job {job['id']} did not finish in {args.tune_timeout_min} min: {job['status']}")
-        time.sleep(1.0)
-        job = expect(h.client.get(f"/v1/rag/jobs/{job['id']}", headers=h.headers), 200)
-        if time.perf_counter() - said > 30:
-            said = time.perf_counter()
-            log(f"tune job: {job['status']}, {job.get('progress')} %")
+    job = wait_for_job(lambda path: h.client.get(path, headers=h.headers), job["id"], poll_s=1.0,
+                       timeout_s=args.tune_timeout_min * 60, every_s=30)
     seconds = round(time.perf_counter() - started, 1)
     if job["status"] != "succeeded":
         raise SystemExit(f"tune job {job['id']} {job['status']}: {job.get('error')}")
